@@ -1,0 +1,72 @@
+// The HTTP adapter: one Fastify app per listener (plain and TLS share every route and the ACL), with the
+// artifact path short-circuited to ArtifactServer before Fastify's routing.
+import http from 'node:http';
+import https from 'node:https';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { BuildRegistry } from '../builds/registry.js';
+import type { CheckinRegistry } from '../checkins/registry.js';
+import type { Metrics } from '../metrics.js';
+import type { AccessPolicy } from './acl.js';
+import { ArtifactServer } from './artifacts.js';
+import { installErrorHandling } from './errors.js';
+import { buildRoutes } from './routes/builds.js';
+import { checkinRoutes } from './routes/checkins.js';
+import { systemRoutes } from './routes/system.js';
+import type { PublicUrls } from './urls.js';
+
+export interface AppDeps {
+  registry: BuildRegistry;
+  checkins: CheckinRegistry;
+  metrics: Metrics;
+  policy: AccessPolicy;
+  artifacts: ArtifactServer;
+  urls: PublicUrls;
+  logger: Logger;
+  maxBodyBytes: number;
+  maxFiles: number;
+}
+
+export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): FastifyInstance {
+  const serverFactory = (fastifyHandler: http.RequestListener) => {
+    const handler: http.RequestListener = (req, res) => {
+      if (ArtifactServer.owns(req.url)) deps.artifacts.handle(req, res);
+      else fastifyHandler(req, res);
+    };
+    const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
+    // Slow virtual-media readers must never be cut off mid-download.
+    server.timeout = 0;
+    return server;
+  };
+
+  // Typed as the default instance so route modules need no server generics (plain and TLS share them).
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    disableRequestLogging: true,
+    bodyLimit: deps.maxBodyBytes,
+    serverFactory,
+    // The socket address is the client's identity; proxies' headers are not believed.
+    trustProxy: false,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  app.addHook('onRequest', async (request, reply) => {
+    const route = request.routeOptions.url;
+    if (!deps.policy.allows(request.socket.remoteAddress, request.method, route)) {
+      return reply.code(403).send(deps.policy.denial(request.socket.remoteAddress));
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.countRequest(request.method, route, reply.statusCode);
+    const level = request.method === 'GET' || request.method === 'HEAD' ? 'debug' : 'info';
+    request.log[level]({ method: request.method, route, url: request.url.slice(0, 200), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  installErrorHandling(app);
+  systemRoutes(app, deps);
+  buildRoutes(app, deps);
+  checkinRoutes(app, deps);
+  return app;
+}

@@ -1,0 +1,279 @@
+// Serving published artifacts to BMC virtual media and UEFI HTTP Boot. This path bypasses Fastify's
+// routing: BMCs issue thousands of small Range reads per mount, so per-request work is kept to a table
+// lookup and one positional read on a file descriptor that stays open while the build exists.
+// Headers are computed once per artifact, from what was recorded at publish.
+import fs from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { BuildRegistry } from '../builds/registry.js';
+import type { ArtifactKind } from '../builds/pipeline.js';
+import type { Metrics } from '../metrics.js';
+import type { AccessPolicy } from './acl.js';
+
+export const ARTIFACT_ROUTE = '/artifacts/:id/:file';
+const ARTIFACT_PATH = /^\/artifacts\/([0-9a-f]{64})\/(uki\.efi|boot\.iso)$/;
+const KIND_BY_FILE: Record<string, ArtifactKind> = { 'uki.efi': 'uki', 'boot.iso': 'iso' };
+const CONTENT_TYPE: Record<ArtifactKind, string> = { uki: 'application/efi', iso: 'application/x-iso9660-image' };
+/** Larger chunks cut per-chunk overhead; measured best around 1 MiB on loopback. */
+const CHUNK = 1024 * 1024;
+
+interface OpenArtifact {
+  fd: number;
+  size: number;
+  etag: string;
+  lastModified: string;
+  lastModifiedMs: number;
+  headers: Record<string, string>;
+  users: number;
+  retired: boolean;
+}
+
+type ByteRange = { start: number; end: number };
+
+export class ArtifactServer {
+  private readonly open = new Map<string, Promise<OpenArtifact | null>>();
+
+  constructor(
+    private readonly deps: { registry: BuildRegistry; metrics: Metrics; policy: AccessPolicy; logger: Logger },
+  ) {
+    deps.registry.onRemoved((id) => this.retire(id));
+  }
+
+  /** True when the URL belongs to this server (then the response is handled here). */
+  static owns(url: string | undefined): boolean {
+    return url !== undefined && url.startsWith('/artifacts/');
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const method = req.method ?? 'GET';
+    const status = (code: number) => this.deps.metrics.countRequest(method, ARTIFACT_ROUTE, code);
+    if (method !== 'GET' && method !== 'HEAD') {
+      if (!this.deps.policy.isTrusted(req.socket.remoteAddress)) {
+        sendJson(res, 403, this.deps.policy.denial(req.socket.remoteAddress));
+        return status(403);
+      }
+      res.setHeader('Allow', 'GET, HEAD');
+      sendJson(res, 405, { message: `method ${method} not allowed on artifacts; use GET or HEAD` });
+      return status(405);
+    }
+    const rawPath = (req.url ?? '').split('?', 1)[0] as string;
+    const m = ARTIFACT_PATH.exec(rawPath);
+    if (!m) {
+      sendJson(res, 404, { message: 'no such artifact; URLs look like /artifacts/<64-hex build id>/uki.efi or /boot.iso' });
+      return status(404);
+    }
+    const id = m[1] as string;
+    const kind = KIND_BY_FILE[m[2] as string] as ArtifactKind;
+    this.acquire(id, kind).then(
+      (artifact) => {
+        if (!artifact) {
+          sendJson(res, 404, { message: `no completed build ${id} with ${m[2]}` });
+          return status(404);
+        }
+        const code = this.respond(req, res, method, artifact, kind);
+        status(code);
+      },
+      (err) => {
+        this.deps.logger.error({ err, buildId: id }, 'cannot open artifact');
+        sendJson(res, 500, { message: 'artifact could not be read' });
+        status(500);
+      },
+    );
+  }
+
+  private respond(req: IncomingMessage, res: ServerResponse, method: string, a: OpenArtifact, kind: ArtifactKind): number {
+    const release = () => this.release(a);
+    const inm = req.headers['if-none-match'];
+    const ims = req.headers['if-modified-since'];
+    if ((inm !== undefined && etagMatches(inm, a.etag)) || (inm === undefined && ims !== undefined && notModifiedSince(ims, a.lastModifiedMs))) {
+      res.writeHead(304, { ETag: a.etag, 'Last-Modified': a.lastModified, 'Cache-Control': a.headers['Cache-Control'] as string });
+      res.end();
+      release();
+      return 304;
+    }
+
+    let range: ByteRange | null = null;
+    const rangeHeader = req.headers.range;
+    if (rangeHeader !== undefined && ifRangeHolds(req.headers['if-range'] as string | undefined, a)) {
+      const parsed = parseRange(rangeHeader, a.size);
+      if ('error' in parsed) {
+        res.writeHead(416, { 'Content-Range': `bytes */${a.size}`, 'Content-Type': 'application/json', 'Accept-Ranges': 'bytes' });
+        res.end(JSON.stringify({ message: `Range: ${parsed.error}` }));
+        release();
+        return 416;
+      }
+      range = parsed;
+    }
+
+    const start = range ? range.start : 0;
+    const end = range ? range.end : a.size - 1;
+    const length = a.size === 0 ? 0 : end - start + 1;
+    const code = range ? 206 : 200;
+    const headers = range
+      ? { ...a.headers, 'Content-Length': String(length), 'Content-Range': `bytes ${start}-${end}/${a.size}` }
+      : a.headers;
+    res.writeHead(code, headers);
+    if (method === 'HEAD' || length === 0) {
+      res.end();
+      release();
+      return code;
+    }
+    this.stream(res, a, start, length, kind, release);
+    return code;
+  }
+
+  /** Copies [start, start+length) to the response with positional reads, honouring backpressure. */
+  private stream(res: ServerResponse, a: OpenArtifact, start: number, length: number, kind: ArtifactKind, release: () => void): void {
+    let offset = start;
+    let remaining = length;
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
+      release();
+    };
+    res.on('close', done);
+    const file = kind === 'uki' ? 'uki.efi' : 'boot.iso';
+    const next = () => {
+      if (finished || res.destroyed) return done();
+      const want = Math.min(CHUNK, remaining);
+      const buf = Buffer.allocUnsafe(want);
+      fs.read(a.fd, buf, 0, want, offset, (err, n) => {
+        if (err || n === 0) {
+          this.deps.logger.error({ err, offset }, 'artifact read failed');
+          res.destroy(err ?? new Error('artifact shorter than recorded'));
+          return done();
+        }
+        offset += n;
+        remaining -= n;
+        this.deps.metrics.countArtifactBytes(file, n);
+        const chunk = n === want ? buf : buf.subarray(0, n);
+        if (remaining === 0) {
+          res.end(chunk, done);
+        } else if (res.write(chunk)) {
+          next();
+        } else {
+          res.once('drain', next);
+        }
+      });
+    };
+    next();
+  }
+
+  private acquire(id: string, kind: ArtifactKind): Promise<OpenArtifact | null> {
+    const record = this.deps.registry.get(id);
+    if (!record || record.state !== 'completed' || !record.artifacts) return Promise.resolve(null);
+    const key = `${id}/${kind}`;
+    let pending = this.open.get(key);
+    if (!pending) {
+      const published = record.artifacts[kind];
+      const completedAt = new Date(record.completedAt ?? record.createdAt);
+      pending = fs.promises.open(this.deps.registry.artifactPath(id, kind), 'r').then((h) => {
+        const etag = `"${published.sha256}"`;
+        const lastModified = completedAt.toUTCString();
+        return {
+          fd: h.fd,
+          size: published.size,
+          etag,
+          lastModified,
+          lastModifiedMs: Math.floor(completedAt.getTime() / 1000) * 1000,
+          users: 0,
+          retired: false,
+          headers: {
+            'Content-Type': CONTENT_TYPE[kind],
+            'Content-Length': String(published.size),
+            'Accept-Ranges': 'bytes',
+            ETag: etag,
+            'Last-Modified': lastModified,
+            'Cache-Control': 'public, max-age=31536000, immutable',
+          },
+        };
+      });
+      pending.catch(() => this.open.delete(key));
+      this.open.set(key, pending);
+    }
+    return pending.then((a) => {
+      if (!a || a.retired) return null;
+      a.users++;
+      return a;
+    });
+  }
+
+  private release(a: OpenArtifact): void {
+    a.users--;
+    if (a.retired && a.users === 0) fs.close(a.fd, () => {});
+  }
+
+  /** Stops serving a build's files; descriptors close once in-flight responses finish. */
+  private retire(id: string): void {
+    for (const kind of ['uki', 'iso'] as const) {
+      const key = `${id}/${kind}`;
+      const pending = this.open.get(key);
+      if (!pending) continue;
+      this.open.delete(key);
+      pending.then((a) => {
+        if (!a) return;
+        a.retired = true;
+        if (a.users === 0) fs.close(a.fd, () => {});
+      }, () => {});
+    }
+  }
+
+  /** Closes every descriptor (service shutdown). */
+  async closeAll(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    for (const p of all) {
+      const a = await p.catch(() => null);
+      if (a) {
+        a.retired = true;
+        if (a.users === 0) fs.closeSync(a.fd);
+      }
+    }
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: { message: string }): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function etagMatches(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+function notModifiedSince(header: string, lastModifiedMs: number): boolean {
+  const since = Date.parse(header);
+  return !Number.isNaN(since) && lastModifiedMs <= since;
+}
+
+/** If-Range: the Range applies only when the validator still matches; otherwise the whole file is sent. */
+function ifRangeHolds(header: string | undefined, a: OpenArtifact): boolean {
+  if (header === undefined) return true;
+  const h = header.trim();
+  if (h.startsWith('"') || h.startsWith('W/')) return h === a.etag;
+  const date = Date.parse(h);
+  return !Number.isNaN(date) && date >= a.lastModifiedMs;
+}
+
+/** Parses a single byte range (RFC 9110 §14.1.2). Multiple ranges are refused rather than half-served. */
+export function parseRange(header: string, size: number): ByteRange | { error: string } {
+  const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
+  if (!m) return { error: `unsupported range unit in "${header.slice(0, 64)}" (only bytes)` };
+  const spec = (m[1] as string).trim();
+  if (spec.includes(',')) return { error: 'multiple ranges are not supported; request one range at a time' };
+  const r = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+  if (!r || (r[1] === '' && r[2] === '')) return { error: `malformed range "${spec.slice(0, 64)}"` };
+  if (r[1] === '') {
+    const suffix = Number(r[2]);
+    if (suffix === 0 || size === 0) return { error: `unsatisfiable suffix range for a ${size}-byte file` };
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(r[1]);
+  const end = r[2] === '' ? size - 1 : Math.min(Number(r[2]), size - 1);
+  if (r[2] !== '' && Number(r[2]) < start) return { error: `range end before start in "${spec}"` };
+  if (start >= size) return { error: `range starts at ${start}, beyond the ${size}-byte file` };
+  return { start, end };
+}

@@ -1,0 +1,60 @@
+// /api/v1/builds: submit, inspect, list and delete builds. Each handler parses, calls one registry
+// method and maps the outcome to a status code.
+import type { FastifyInstance } from 'fastify';
+import type { BuildRecord, BuildRegistry } from '../../builds/registry.js';
+import { normalizeBuildRequest } from '../../builds/request.js';
+import type { PublicUrls } from '../urls.js';
+import { HttpError } from '../errors.js';
+
+export interface BuildStatus {
+  id: string;
+  state: BuildRecord['state'];
+  createdAt: string;
+  completedAt?: string;
+  error?: string;
+  artifacts?: { ukiUrl: string; isoUrl: string };
+}
+
+export function buildStatus(record: BuildRecord, urls: PublicUrls): BuildStatus {
+  const status: BuildStatus = { id: record.id, state: record.state, createdAt: record.createdAt };
+  if (record.completedAt) status.completedAt = record.completedAt;
+  if (record.error) status.error = record.error;
+  if (record.state === 'completed') status.artifacts = urls.artifacts(record);
+  return status;
+}
+
+export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistry; urls: PublicUrls; maxFiles: number }): void {
+  const { registry, urls } = deps;
+
+  app.post('/api/v1/builds', async (request, reply) => {
+    const normalized = normalizeBuildRequest(request.body, { maxFiles: deps.maxFiles });
+    if (normalized.tlsArtifacts && !urls.hasTls) {
+      throw new HttpError(400, 'tlsArtifacts: the service has no TLS listener (start it with --tls-listen, --tls-cert, --tls-key)');
+    }
+    const record = await registry.submit(normalized);
+    const statusUrl = urls.buildStatus(record.id);
+    return reply.code(202).header('Location', statusUrl).send({ id: record.id, statusUrl });
+  });
+
+  app.get('/api/v1/builds', async () => registry.list().map((r) => buildStatus(r, urls)));
+
+  app.delete('/api/v1/builds', async (_request, reply) => {
+    await registry.purge();
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/builds/:id', async (request) => {
+    const record = registry.get(request.params.id);
+    if (!record) throw notFound(request.params.id);
+    return buildStatus(record, urls);
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/builds/:id', async (request, reply) => {
+    if (!(await registry.delete(request.params.id))) throw notFound(request.params.id);
+    return reply.code(204).send();
+  });
+}
+
+function notFound(id: string): HttpError {
+  return new HttpError(404, `build "${id.slice(0, 80)}" not found`);
+}

@@ -1,0 +1,15 @@
+// The build id: sha256 over the normalized request plus everything else that decides the output bytes
+// (the digests of the referenced base files and the builder version), so a replaced base image or a
+// changed pipeline can never be answered with a stale artifact.
+import { createHash } from 'node:crypto';
+import { canonicalJson, type NormalizedBuildRequest } from './request.js';
+
+/** Bump whenever the pipeline's output for the same inputs changes. */
+export const BUILDER_VERSION = 'uki-on-demand/1';
+
+export const BUILD_ID = /^[0-9a-f]{64}$/;
+
+export function computeBuildId(request: NormalizedBuildRequest, bases: { kernelSha256: string; initramfsSha256: string }): string {
+  const document = canonicalJson({ builder: BUILDER_VERSION, request, bases });
+  return createHash('sha256').update(document).digest('hex');
+}

@@ -1,0 +1,110 @@
+// Composition root: wires the catalog, registries, pipeline and listeners from a ServiceConfig, and
+// owns start-up (reload state, clean scratch space) and graceful shutdown.
+import fs from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { AccessPolicy } from './api/acl.js';
+import { buildApp } from './api/app.js';
+import { ArtifactServer } from './api/artifacts.js';
+import { PublicUrls } from './api/urls.js';
+import { ImagePipeline, type BuildPipeline } from './builds/pipeline.js';
+import { BuildQueue } from './builds/queue.js';
+import { BuildRegistry } from './builds/registry.js';
+import { BaseArtifactCatalog } from './catalog/base-artifacts.js';
+import { CheckinRegistry } from './checkins/registry.js';
+import { formatHostPort, type ServiceConfig } from './config.js';
+import { missingTools } from './image/tools.js';
+import { Metrics } from './metrics.js';
+
+export interface RunningService {
+  /** Bound addresses, e.g. { http: "127.0.0.1:8080", https: null }. */
+  addresses: { http: string; https: string | null };
+  registry: BuildRegistry;
+  checkins: CheckinRegistry;
+  close(): Promise<void>;
+}
+
+export async function startService(
+  config: ServiceConfig,
+  options: { logger?: Logger; pipeline?: BuildPipeline } = {},
+): Promise<RunningService> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'uki-on-demand' } });
+
+  for (const arch of ['amd64', 'arm64'] as const) {
+    const missing = await missingTools(arch);
+    if (missing.length) logger.warn({ arch, missing }, `${arch} builds will fail until these are installed`);
+  }
+  const catalog = new BaseArtifactCatalog(config.baseArtifacts);
+  if ((await catalog.list()).length === 0) {
+    logger.warn({ dir: config.baseArtifacts }, 'no base artifacts found; every build request will be refused (run `make base-artifacts`)');
+  }
+
+  await fs.mkdir(config.dataDir, { recursive: true });
+  const metrics = new Metrics();
+  const queue = new BuildQueue(config.buildConcurrency, config.queueSize);
+  const registry = new BuildRegistry({
+    dataDir: config.dataDir,
+    catalog,
+    queue,
+    pipeline: options.pipeline ?? new ImagePipeline(),
+    logger,
+    observer: { finished: (state, seconds) => metrics.observeBuild(state, seconds) },
+  });
+  const checkins = new CheckinRegistry({ dataDir: config.dataDir, logger });
+  await checkins.load();
+  await registry.load();
+  metrics.setSources({
+    buildsByState: () => registry.countByState(),
+    queueDepth: () => queue.depth,
+    buildsRunning: () => queue.active,
+    checkins: () => checkins.size,
+  });
+
+  const policy = new AccessPolicy(config.trustedCidrs);
+  const artifacts = new ArtifactServer({ registry, metrics, policy, logger });
+  const deps = {
+    registry, checkins, metrics, policy, artifacts, logger,
+    urls: new PublicUrls(config.publicUrl, config.publicTlsUrl),
+    maxBodyBytes: config.maxBodyBytes,
+    maxFiles: config.maxFiles,
+  };
+
+  const apps: FastifyInstance[] = [];
+  const listen = async (app: FastifyInstance, host: string, port: number): Promise<string> => {
+    apps.push(app);
+    await app.listen({ host, port });
+    const addr = app.server.address() as AddressInfo;
+    return formatHostPort({ host: addr.address, port: addr.port });
+  };
+
+  try {
+    const httpAddress = await listen(buildApp(deps), config.listen.host, config.listen.port);
+    let httpsAddress: string | null = null;
+    if (config.tlsListen && config.tlsCert && config.tlsKey) {
+      const [cert, key] = await Promise.all([fs.readFile(config.tlsCert), fs.readFile(config.tlsKey)]);
+      httpsAddress = await listen(buildApp(deps, { cert, key }), config.tlsListen.host, config.tlsListen.port);
+    }
+    logger.info({ http: httpAddress, https: httpsAddress, publicUrl: config.publicUrl, dataDir: config.dataDir }, 'listening');
+
+    let closing: Promise<void> | null = null;
+    return {
+      addresses: { http: httpAddress, https: httpsAddress },
+      registry,
+      checkins,
+      close: () =>
+        (closing ??= (async () => {
+          await Promise.all(apps.map((a) => a.close()));
+          await registry.shutdown();
+          await artifacts.closeAll();
+          await checkins.close();
+          logger.info('stopped');
+        })()),
+    };
+  } catch (err) {
+    await Promise.all(apps.map((a) => a.close().catch(() => {})));
+    await registry.shutdown();
+    await checkins.close();
+    throw err;
+  }
+}

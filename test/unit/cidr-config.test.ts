@@ -1,0 +1,87 @@
+import { describe, expect, test } from 'vitest';
+import { isAddressIn, normalizeAddress, parseCidr, parseCidrList } from '../../src/net/cidr.js';
+import { ConfigError, helpText, loadConfig, OPTIONS } from '../../src/config.js';
+
+describe('CIDR membership', () => {
+  const trusted = parseCidrList('10.0.0.0/8,192.0.2.0/24,2001:db8::/32,::1/128');
+  test.each([
+    ['10.1.2.3', true],
+    ['11.0.0.1', false],
+    ['192.0.2.255', true],
+    ['192.0.3.0', false],
+    ['::ffff:10.1.2.3', true],
+    ['::FFFF:192.0.2.1', true],
+    ['2001:db8::1', true],
+    ['2001:db9::1', false],
+    ['::1', true],
+    ['fe80::1%eth0', false],
+    ['not-an-ip', false],
+    // families never mix: these are the IPv6 spellings of trusted IPv4 numbers, and must not match
+    ['::a01:203', false],
+    ['::10.1.2.3', false],
+  ])('%s → %s', (addr, expected) => expect(isAddressIn(addr, trusted)).toBe(expected));
+
+  test('an IPv6 network does not admit IPv4 clients with the same numeric value', () => {
+    expect(isAddressIn('0.0.0.1', parseCidrList('::/96'))).toBe(false);
+    expect(isAddressIn('::1', parseCidrList('0.0.0.0/0'))).toBe(false);
+    expect(isAddressIn('::ffff:1.2.3.4', parseCidrList('0.0.0.0/0'))).toBe(true);
+  });
+
+  test('rejects malformed CIDRs and host bits', () => {
+    expect(() => parseCidr('10.0.0.0/33')).toThrow(/not a valid CIDR|prefix/);
+    expect(() => parseCidr('10.0.0.1/8')).toThrow(/host bits/);
+    expect(() => parseCidr('banana')).toThrow(/not a valid CIDR/);
+    expect(parseCidr('192.0.2.7')).toMatchObject({ family: 4, text: '192.0.2.7/32' });
+  });
+
+  test('normalizes mapped addresses', () => {
+    expect(normalizeAddress('::ffff:127.0.0.1')).toBe('127.0.0.1');
+    expect(normalizeAddress('FE80::1%eth0')).toBe('fe80::1');
+  });
+});
+
+describe('configuration', () => {
+  test('defaults', () => {
+    const c = loadConfig([], {});
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(c.publicUrl).toBe('http://127.0.0.1:8080');
+    expect(c.queueSize).toBe(64);
+    expect(c.tlsListen).toBeNull();
+    expect(c.trustedCidrs.map((x) => x.text)).toEqual(['127.0.0.0/8', '::1/128']);
+    expect(c.dataDir.endsWith('/data')).toBe(true);
+  });
+
+  test('flags beat environment, environment beats defaults', () => {
+    const c = loadConfig(['--queue-size', '3'], { UOD_QUEUE_SIZE: '9', UOD_BUILD_CONCURRENCY: '2', UOD_LISTEN: '[::1]:9000' });
+    expect(c.queueSize).toBe(3);
+    expect(c.buildConcurrency).toBe(2);
+    expect(c.listen).toEqual({ host: '::1', port: 9000 });
+    expect(c.publicUrl).toBe('http://[::1]:9000');
+  });
+
+  test.each([
+    [['--listen', 'nope'], /^--listen: /],
+    [['--queue-size', '0'], /^--queue-size: /],
+    [['--build-concurrency', 'x'], /^--build-concurrency: /],
+    [['--trusted-cidrs', '10.0.0.0/99'], /^--trusted-cidrs: /],
+    [['--public-url', 'ftp://x'], /^--public-url: /],
+    [['--tls-listen', '127.0.0.1:8443'], /--tls-listen, --tls-cert and --tls-key must be given together/],
+    [['--bogus', '1'], /unknown option "--bogus"/],
+    [['--queue-size'], /--queue-size: missing value/],
+  ])('%j is refused naming the option', (argv, re) => {
+    expect(() => loadConfig(argv, {})).toThrow(ConfigError);
+    expect(() => loadConfig(argv, {})).toThrow(re);
+  });
+
+  test('a bad environment value names the variable', () => {
+    expect(() => loadConfig([], { UOD_QUEUE_SIZE: '-1' })).toThrow(/^UOD_QUEUE_SIZE: /);
+  });
+
+  test('help lists every option and its variable', () => {
+    const text = helpText();
+    for (const o of OPTIONS) {
+      expect(text).toContain(o.flag);
+      expect(text).toContain(o.env);
+    }
+  });
+});
