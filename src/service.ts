@@ -85,7 +85,14 @@ export async function startService(
       const [cert, key] = await Promise.all([fs.readFile(config.tlsCert), fs.readFile(config.tlsKey)]);
       httpsAddress = await listen(buildApp(deps, { cert, key }), config.tlsListen.host, config.tlsListen.port);
     }
-    logger.info({ http: httpAddress, https: httpsAddress, publicUrl: config.publicUrl, dataDir: config.dataDir }, 'listening');
+    // Defaults derived from a port-0 listener must name the port the kernel actually gave us.
+    const derived = (scheme: string, hp: { host: string; port: number }) => `${scheme}://${formatHostPort(hp)}`;
+    const fix = (current: string | null, scheme: string, hp: { host: string; port: number } | null, bound: string | null) =>
+      hp && hp.port === 0 && current === derived(scheme, hp) && bound ? `${scheme}://${bound}` : current;
+    const publicUrl = fix(config.publicUrl, 'http', config.listen, httpAddress) as string;
+    const publicTlsUrl = fix(config.publicTlsUrl, 'https', config.tlsListen, httpsAddress);
+    deps.urls.rebase(publicUrl, publicTlsUrl);
+    logger.info({ http: httpAddress, https: httpsAddress, publicUrl, dataDir: config.dataDir }, 'listening');
 
     let closing: Promise<void> | null = null;
     return {

@@ -168,11 +168,12 @@ export class ArtifactServer {
     if (!pending) {
       const published = record.artifacts[kind];
       const completedAt = new Date(record.completedAt ?? record.createdAt);
-      pending = fs.promises.open(this.deps.registry.artifactPath(id, kind), 'r').then((h) => {
+      // A raw descriptor, not a FileHandle: a FileHandle closes itself when garbage-collected.
+      pending = openFd(this.deps.registry.artifactPath(id, kind)).then((fd) => {
         const etag = `"${published.sha256}"`;
         const lastModified = completedAt.toUTCString();
         return {
-          fd: h.fd,
+          fd,
           size: published.size,
           etag,
           lastModified,
@@ -231,6 +232,10 @@ export class ArtifactServer {
       }
     }
   }
+}
+
+function openFd(file: string): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
 function sendJson(res: ServerResponse, status: number, body: { message: string }): void {

@@ -4,7 +4,13 @@ import type { BuildRecord } from '../builds/registry.js';
 import { ARTIFACT_FILES } from '../builds/pipeline.js';
 
 export class PublicUrls {
-  constructor(private readonly publicUrl: string, private readonly publicTlsUrl: string | null) {}
+  constructor(private publicUrl: string, private publicTlsUrl: string | null) {}
+
+  /** Used when the listener was asked for port 0 and the defaults must name the port actually bound. */
+  rebase(publicUrl: string, publicTlsUrl: string | null): void {
+    this.publicUrl = publicUrl;
+    this.publicTlsUrl = publicTlsUrl;
+  }
 
   get hasTls(): boolean {
     return this.publicTlsUrl !== null;
