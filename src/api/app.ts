@@ -48,7 +48,11 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
     // The socket address is the client's identity; proxies' headers are not believed.
     trustProxy: false,
     return503OnClosing: true,
+    // Long enough that an over-long checkin id reaches our validation and gets its message.
+    maxParamLength: 512,
   }) as unknown as FastifyInstance;
+  // Every body the API accepts is JSON; anything else is a 415 rather than a string to mis-parse.
+  app.removeContentTypeParser('text/plain');
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url;

@@ -1,0 +1,122 @@
+// Access control by source network, on the plain and the TLS listener, including IPv4-mapped IPv6
+// clients and spoofed X-Forwarded-For headers.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Agent } from 'undici';
+import { api, haveBaseArtifacts, startInProcess, tempDir, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
+import { assertMatchesSpec } from '../support/openapi.js';
+
+const ready = haveBaseArtifacts();
+// undici binds the client side with the Client option localAddress (not a connect option).
+const untrustedV4 = new Agent({ localAddress: '127.0.0.2' });
+const id64 = 'f'.repeat(64);
+
+/** Every route the service has; `open` marks the ones untrusted clients may call. */
+const ROUTES: Array<{ method: string; path: string; json?: unknown; open: boolean }> = [
+  { method: 'GET', path: '/healthz', open: true },
+  { method: 'GET', path: '/metrics', open: false },
+  { method: 'GET', path: '/api/v1/builds', open: false },
+  { method: 'POST', path: '/api/v1/builds', json: tinyRequest(), open: false },
+  { method: 'DELETE', path: '/api/v1/builds', open: false },
+  { method: 'GET', path: `/api/v1/builds/${id64}`, open: false },
+  { method: 'DELETE', path: `/api/v1/builds/${id64}`, open: false },
+  { method: 'POST', path: '/api/v1/checkins/acl-probe', json: { addresses: [] }, open: false },
+  { method: 'PUT', path: '/api/v1/checkins/acl-probe', json: { addresses: ['192.0.2.1'] }, open: true },
+  { method: 'GET', path: '/api/v1/checkins/acl-probe', open: false },
+  { method: 'DELETE', path: '/api/v1/checkins/acl-probe', open: false },
+  { method: 'DELETE', path: '/api/v1/checkins', open: false },
+  { method: 'GET', path: `/artifacts/${id64}/boot.iso`, open: true },
+  { method: 'HEAD', path: `/artifacts/${id64}/uki.efi`, open: true },
+  { method: 'DELETE', path: `/artifacts/${id64}/uki.efi`, open: false },
+  { method: 'GET', path: '/no/such/route', open: false },
+];
+
+async function matrix(url: string, dispatcher: Agent | undefined, trusted: boolean, headers: Record<string, string> = {}) {
+  for (const r of ROUTES) {
+    const res = await api(`${url}${r.path}`, { method: r.method, json: r.json, dispatcher, headers });
+    const label = `${r.method} ${r.path} (${trusted ? 'trusted' : 'untrusted'})`;
+    if (trusted || r.open) {
+      expect(res.status, label).not.toBe(403);
+    } else {
+      expect(res.status, label).toBe(403);
+      expect(res.body.message, label).toMatch(/^forbidden: .* is not in a trusted network/);
+    }
+  }
+}
+
+describe('ACL on an IPv4 listener (--trusted-cidrs 127.0.0.1/32)', () => {
+  let svc: InProcessService;
+  beforeAll(async () => {
+    svc = await startInProcess(['--trusted-cidrs', '127.0.0.1/32']);
+  });
+  afterAll(() => svc?.close());
+
+  test('a trusted client may call every route', () => matrix(svc.url, undefined, true));
+  test('an untrusted client (127.0.0.2) may only fetch artifacts, PUT checkins and GET /healthz', () => matrix(svc.url, untrustedV4, false));
+  test('X-Forwarded-For naming a trusted address changes nothing', () =>
+    matrix(svc.url, untrustedV4, false, { 'x-forwarded-for': '127.0.0.1', forwarded: 'for=127.0.0.1', 'x-real-ip': '127.0.0.1' }));
+  test('403 bodies match the spec', async () => {
+    const res = await api(`${svc.url}/api/v1/builds`, { dispatcher: untrustedV4 });
+    assertMatchesSpec('/api/v1/builds', 'get', 403, res.body);
+  });
+  test('the untrusted PUT really updates a registered checkin', async () => {
+    await api(`${svc.url}/api/v1/checkins/booted`, { method: 'POST', json: { addresses: [] } });
+    expect((await api(`${svc.url}/api/v1/checkins/booted`, { method: 'PUT', json: { addresses: ['198.51.100.7'] }, dispatcher: untrustedV4 })).status).toBe(204);
+    expect((await api(`${svc.url}/api/v1/checkins/booted`)).body.addresses).toEqual(['198.51.100.7']);
+  });
+});
+
+describe('ACL on a dual-stack listener: IPv4-mapped clients are IPv4, IPv6 never matches an IPv4 network', () => {
+  let svc: InProcessService;
+  beforeAll(async () => {
+    svc = await startInProcess(['--trusted-cidrs', '127.0.0.1/32', '--listen', '[::]:0']);
+  });
+  afterAll(() => svc?.close());
+
+  const port = () => new URL(svc.url.replace('[::]', 'localhost')).port;
+
+  test('127.0.0.1 arriving as ::ffff:127.0.0.1 is trusted', () => matrix(`http://127.0.0.1:${port()}`, undefined, true));
+  test('127.0.0.2 arriving as ::ffff:127.0.0.2 is not', () => matrix(`http://127.0.0.1:${port()}`, untrustedV4, false));
+  test('::1 is not trusted by an IPv4-only list', () => matrix(`http://[::1]:${port()}`, undefined, false));
+});
+
+describe.skipIf(!ready)('TLS listener', () => {
+  let svc: InProcessService;
+  const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+  const insecureUntrusted = new Agent({ localAddress: '127.0.0.2', connect: { rejectUnauthorized: false } });
+
+  beforeAll(async () => {
+    const dir = tempDir('tls');
+    const cert = path.join(dir, 'cert.pem');
+    const key = path.join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    svc = await startInProcess(['--trusted-cidrs', '127.0.0.1/32', '--tls-listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', key]);
+  });
+  afterAll(() => svc?.close());
+
+  test('serves the same routes under the same ACL', async () => {
+    expect(svc.tlsUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const health = await api(`${svc.tlsUrl}/healthz`, { dispatcher: insecure });
+    expect([health.status, health.text]).toEqual([200, 'ok']);
+    await matrix(svc.tlsUrl as string, insecure, true);
+    await matrix(svc.tlsUrl as string, insecureUntrusted, false);
+  });
+
+  test('tlsArtifacts: true hands out HTTPS artifact URLs that serve the file', async () => {
+    const res = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ tlsArtifacts: true }) });
+    expect(res.status).toBe(202);
+    expect(res.body.statusUrl.startsWith(svc.url)).toBe(true);
+    const status = await waitForBuild(svc.url, res.body.id);
+    expect(status.artifacts.ukiUrl).toBe(`${svc.tlsUrl}/artifacts/${res.body.id}/uki.efi`);
+    expect(status.artifacts.isoUrl).toBe(`${svc.tlsUrl}/artifacts/${res.body.id}/boot.iso`);
+    const head = await api(status.artifacts.isoUrl, { method: 'HEAD', dispatcher: insecureUntrusted });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(1_000_000);
+
+    const plain = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ tlsArtifacts: false }) });
+    expect(plain.body.id).not.toBe(res.body.id);
+    expect((await waitForBuild(svc.url, plain.body.id)).artifacts.isoUrl.startsWith(`${svc.url}/`)).toBe(true);
+  });
+});
