@@ -13,10 +13,18 @@ export const REPO = path.resolve(import.meta.dirname, '../..');
 export const BASE_ARTIFACTS = path.join(REPO, 'base-artifacts/out');
 export const CLI = path.join(REPO, 'dist/cli.js');
 
-/** True when the base artifacts the end-to-end and build tests need have been made. */
+/**
+ * True when the base artifacts a test needs have been made (`make base-artifacts`). Outside CI a
+ * missing artifact skips the test; in CI (CI=true) it is an error, so a broken artifact build can
+ * never turn the suite into a green run of skipped tests.
+ */
 export function haveBaseArtifacts(...names: string[]): boolean {
   const wanted = names.length ? names : ['vmlinuz-amd64', 'initramfs-tiny-amd64.img'];
-  return wanted.every((n) => fs.existsSync(path.join(BASE_ARTIFACTS, n)));
+  const missing = wanted.filter((n) => !fs.existsSync(path.join(BASE_ARTIFACTS, n)));
+  if (missing.length && process.env.CI === 'true') {
+    throw new Error(`base artifacts missing in CI: ${missing.join(', ')} (make base-artifacts)`);
+  }
+  return missing.length === 0;
 }
 
 export function tempDir(prefix: string): string {

@@ -1,0 +1,73 @@
+# uki-on-demand: one entry point for operators and CI. Every target installs what it needs.
+#   make run               install, build, make the default base artifacts if absent, start the service
+#   make test              everything CI checks: typecheck, unit, API and QEMU end-to-end tests
+#   make test-reliability  crash, disk-full, bad-input, BMC-stress and property tests
+#   make bench             benchmarks against same-run baselines → bench/results.json
+#   make base-artifacts    kernels, tiny test initramfs images, the ephemeral OS
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+OUT  := base-artifacts/out
+WORK := base-artifacts/work
+ARCHES := amd64 arm64
+# The ephemeral OS is built for these architectures (arm64 needs binfmt emulation; see README).
+EPHEMERAL_ARCHES ?= amd64
+RUN_ARGS ?=
+
+KERNELS   := $(foreach a,$(ARCHES),$(OUT)/vmlinuz-$(a))
+TINY      := $(foreach a,$(ARCHES),$(OUT)/initramfs-tiny-$(a).img)
+EPHEMERAL := $(foreach a,$(EPHEMERAL_ARCHES),$(OUT)/initramfs-$(a).img)
+
+.PHONY: help deps node build run test test-unit test-e2e test-reliability bench base-artifacts base-artifacts-tiny clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+deps:
+	@scripts/install-deps.sh
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+node: node_modules/.package-lock.json
+
+build: node
+	npm run build
+
+$(OUT)/vmlinuz-%: base-artifacts/fetch-kernel.sh
+	base-artifacts/fetch-kernel.sh $* $(OUT) $(WORK)
+
+$(OUT)/initramfs-tiny-%.img: $(OUT)/vmlinuz-% $(wildcard base-artifacts/tiny/*)
+	base-artifacts/tiny/build.sh $* $(OUT) $(WORK)
+
+$(OUT)/initramfs-%.img: $(OUT)/vmlinuz-% $(shell find base-artifacts/ephemeral -type f 2>/dev/null)
+	base-artifacts/ephemeral/build.sh $* $(OUT) $(WORK)
+
+base-artifacts-tiny: deps $(KERNELS) $(TINY)
+base-artifacts: deps $(KERNELS) $(TINY) $(EPHEMERAL)
+
+run: deps build
+	@[ -e $(OUT)/vmlinuz-amd64 ] && [ -e $(OUT)/initramfs-amd64.img ] || $(MAKE) base-artifacts
+	node dist/cli.js serve $(RUN_ARGS)
+
+# vitest's own summary is followed by one plain "N passed, N failed" line for CI.
+VITEST = node scripts/run-vitest.mjs
+
+test: deps node base-artifacts
+	npm run typecheck
+	$(VITEST) test/unit test/api test/e2e
+
+test-unit: node
+	$(VITEST) test/unit test/api
+
+test-e2e: deps node base-artifacts
+	$(VITEST) test/e2e
+
+test-reliability: deps node base-artifacts-tiny
+	$(VITEST) test/reliability
+
+bench: deps build base-artifacts-tiny
+	node --expose-gc bench/run.mjs
+
+clean:
+	rm -rf dist data test-results bench/work
