@@ -2,7 +2,7 @@
 // artifact path short-circuited to ArtifactServer before Fastify's routing.
 import http from 'node:http';
 import https from 'node:https';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { BuildRegistry } from '../builds/registry.js';
 import type { CheckinRegistry } from '../checkins/registry.js';
@@ -42,7 +42,8 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
   // Typed as the default instance so route modules need no server generics (plain and TLS share them).
   const app = Fastify({
     loggerInstance: deps.logger,
-    disableRequestLogging: true,
+    // One line per response is written by the onResponse hook below instead.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxBodyBytes,
     serverFactory,
     // The socket address is the client's identity; proxies' headers are not believed.
