@@ -166,7 +166,7 @@ describe('planSplice', () => {
     };
     expectLayoutError(template, Buffer.alloc(2048, 'q')); // no placeholder
     const badGpt = Buffer.from(template);
-    badGpt[512 + 60] ^= 0xff; // primary GPT header checksum no longer matches
+    badGpt.writeUInt8(badGpt.readUInt8(512 + 60) ^ 0xff, 512 + 60); // primary GPT header checksum no longer matches
     expectLayoutError(badGpt);
     const badPvd = Buffer.from(template);
     badPvd.writeUInt32LE(badPvd.readUInt32LE(16 * 2048 + 80) + 1, 16 * 2048 + 80);
