@@ -13,10 +13,14 @@
 //                                           never -append: that would override the UKI's .cmdline)
 //                 { kind: 'cdrom', path }   ISO as a CD (amd64: AHCI -cdrom; arm64: virtio-scsi scsi-cd)
 //                 { kind: 'disk', path }    raw image (e.g. the ISO) as a virtio-blk disk, writes discarded
-//                 { kind: 'http', url }     UEFI HTTP Boot of a guest-visible URL: the DHCP bootfile of
-//                                           the first NIC (amd64: virtio-net iPXE ROM; arm64: AAVMF's
-//                                           own HTTP boot). With restrict (the default) the URL's host
-//                                           must be a guestfwd address.
+//                 { kind: 'http', url, via? }  UEFI HTTP Boot of a guest-visible URL, handed out as the
+//                                           DHCP bootfile of the first NIC. via 'firmware' (default):
+//                                           OVMF/AAVMF's own HTTP Boot with PXE turned off (HEAD, then
+//                                           GET, as real servers do). via 'ipxe' (amd64): the virtio-net
+//                                           iPXE ROM; iPXE passes the image name as load options, which
+//                                           replace the UKI's embedded cmdline (console= is lost).
+//                                           With restrict (the default) the URL's host must be a
+//                                           guestfwd address.
 //     timeoutMs   hard cap on the VM's life: QEMU is killed when it expires (required)
 //     serialLog   file that receives the raw serial output (required)
 //     memoryMiB   default 1024 (a large initramfs needs it: OVMF fails to load the UKI with less)
@@ -25,7 +29,8 @@
 //                 127.0.0.1:hostPort on the host (one busybox nc per connection), on the first NIC
 //     hostfwd     [{ hostPort, guestPort }]: host 127.0.0.1:hostPort reaches the guest's guestPort (TCP)
 //     restrict    default true: the guest reaches only the guestfwd addresses (no internet, no host)
-//     extraNics   number of additional NICs, each on its own user network (DHCP 10.0.2.15 each)
+//     extraNics   number of additional NICs; NIC i (0 = the first) is on its own user network
+//                 10.0.<2+i>.0/24 and gets 10.0.<2+i>.15 by DHCP
 //     nicModel    default 'virtio-net-pci' (also 'e1000', 'e1000e')
 //     disks       [{ kind: 'virtio-blk'|'nvme'|'scsi-hd', sizeMiB, serial, wwn? }]: empty sparse disks
 //     smbiosSerial  SMBIOS type 1 system serial number
@@ -61,7 +66,7 @@ export type BootMedia =
   | { kind: 'kernel'; path: string }
   | { kind: 'cdrom'; path: string }
   | { kind: 'disk'; path: string }
-  | { kind: 'http'; url: string };
+  | { kind: 'http'; url: string; via?: 'firmware' | 'ipxe' };
 
 export interface GuestForward {
   guestAddr: string;
@@ -142,7 +147,7 @@ export function serialConsole(arch: Arch): 'ttyS0' | 'ttyAMA0' {
 
 // CSI sequences (colours, cursor moves from the firmware's console), OSC strings, charset selection.
 // eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>cDEHMNOZ78]/g;
+const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>cDEHMNOZ78]/g;
 
 export function stripAnsi(text: string): string {
   return text.replace(ANSI, '').replace(/\r/g, '');
@@ -275,7 +280,9 @@ export async function bootVm(opts: BootOptions): Promise<RunningVm> {
     const macs: string[] = [];
     const nicCount = 1 + (opts.extraNics ?? 0);
     for (let i = 0; i < nicCount; i++) {
-      const netdev = [`user`, `id=n${i}`];
+      // Distinct subnets: two NICs on identical 10.0.2.0/24 networks would leave the guest's
+      // routing (and so whether guestfwd addresses are reachable) to chance.
+      const netdev = [`user`, `id=n${i}`, `net=10.0.${2 + i}.0/24`];
       if (restrict) netdev.push('restrict=on');
       if (i === 0) {
         if (opts.guestfwd?.length) {
@@ -291,7 +298,10 @@ export async function bootVm(opts: BootOptions): Promise<RunningVm> {
       const device = [nicModel, `netdev=n${i}`, `mac=${macs[i]}`];
       if (i === 0 && media.kind === 'http') {
         device.push('bootindex=0');
-        if (opts.arch === 'amd64' && nicModel === 'virtio-net-pci') device.push(`romfile=${IPXE_VIRTIO_ROM}`);
+        if (media.via === 'ipxe') device.push(`romfile=${IPXE_VIRTIO_ROM}`);
+        else device.push('romfile=');
+      } else {
+        device.push('romfile=');
       }
       args.push('-netdev', netdev.join(','), '-device', device.join(','));
     }
@@ -314,6 +324,12 @@ export async function bootVm(opts: BootOptions): Promise<RunningVm> {
       }
     }
 
+    if (media.kind === 'http' && media.via !== 'ipxe') {
+      // The firmware's own HTTP Boot comes after PXEv4/PXEv6 attempts that cost ~75 s: turn PXE off.
+      args.push('-fw_cfg', 'name=opt/org.tianocore/IPv4PXESupport,string=n',
+        '-fw_cfg', 'name=opt/org.tianocore/IPv6PXESupport,string=n',
+        '-fw_cfg', 'name=opt/org.tianocore/IPv6Support,string=n');
+    }
     if (opts.smbiosSerial !== undefined) args.push('-smbios', `type=1,serial=${opts.smbiosSerial}`);
     args.push(...(opts.extraArgs ?? []));
 
