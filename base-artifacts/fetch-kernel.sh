@@ -25,8 +25,17 @@ workdir=$(cd "$workdir" && pwd)
 if [ "$arch" = "$(dpkg --print-architecture)" ]; then qual=; else qual=":$arch"; fi
 
 # linux-image-<arch> is a metapackage; its dependency names the versioned kernel package.
-pkg=$(apt-cache depends "linux-image-$arch$qual" 2>/dev/null |
-    sed -n "s/^ *Depends: \(linux-image-[^ :<>]*-$arch\)\(:$arch\)\{0,1\}\$/\1/p" | head -n 1)
+resolve() {
+    apt-cache depends "linux-image-$arch$qual" 2>/dev/null |
+        sed -n "s/^ *Depends: \(linux-image-[^ :<>]*-$arch\)\(:$arch\)\{0,1\}\$/\1/p" | head -n 1
+}
+pkg=$(resolve)
+if [ -z "$pkg" ] && [ "$(id -u)" -eq 0 ]; then
+    # Container images often ship without package lists.
+    echo "fetch-kernel: apt-get update" >&2
+    apt-get update -q </dev/null >&2
+    pkg=$(resolve)
+fi
 if [ -z "$pkg" ]; then
     echo "fetch-kernel: cannot resolve linux-image-$arch$qual (is the $arch dpkg architecture added and apt updated?)" >&2
     exit 1
