@@ -2,8 +2,19 @@
 // then the overlay. The kernel unpacks concatenated archives in order, but skips (silently) a
 // member that does not start on a 4-byte boundary, hence the padding.
 import { open } from 'node:fs/promises';
-import { copyFileInto, throwIfAborted, writeAllAt } from './copy.js';
+import { fileSize, throwIfAborted, writeSegments, type Segment } from './copy.js';
 
+/** The pieces of base ‖ padding ‖ overlay, for writers that embed the initramfs without a file of its own. */
+export async function initramfsSegments(basePath: string, overlay: Buffer | null): Promise<Segment[]> {
+  const baseSize = await fileSize(basePath);
+  const segments: Segment[] = [{ file: basePath, size: baseSize }];
+  if (overlay !== null && overlay.length > 0) {
+    segments.push({ zeros: (4 - (baseSize % 4)) % 4 }, { bytes: overlay });
+  }
+  return segments;
+}
+
+/** Streams base ‖ padding ‖ overlay into `outPath` (the base is never read into memory whole). */
 export async function writeInitramfs(
   basePath: string,
   overlay: Buffer | null,
@@ -11,16 +22,10 @@ export async function writeInitramfs(
   signal?: AbortSignal,
 ): Promise<{ bytes: number }> {
   throwIfAborted(signal);
+  const segments = await initramfsSegments(basePath, overlay);
   const out = await open(outPath, 'w');
   try {
-    const baseBytes = await copyFileInto(basePath, out, 0, signal);
-    if (overlay === null || overlay.length === 0) {
-      return { bytes: baseBytes };
-    }
-    const padding = (4 - (baseBytes % 4)) % 4;
-    const tail = Buffer.concat([Buffer.alloc(padding), overlay]);
-    await writeAllAt(out, tail, baseBytes);
-    return { bytes: baseBytes + tail.length };
+    return { bytes: await writeSegments(out, 0, segments, { signal }) };
   } finally {
     await out.close();
   }

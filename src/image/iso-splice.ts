@@ -3,9 +3,10 @@
 // over the placeholder and grows every size that covers it (ISO9660 directory record and volume
 // size, protective MBR, primary and backup GPT). Every assumption about the template is checked
 // first; anything unexpected raises IsoLayoutError so that the caller can use xorriso directly.
-import { open, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { copyFileInto, throwIfAborted, writeAllAt } from './copy.js';
+import { fileSize, throwIfAborted, writeSegments } from './copy.js';
 
 export class IsoLayoutError extends Error {
   override name = 'IsoLayoutError';
@@ -255,43 +256,32 @@ export function planSplice(template: Buffer, placeholder: Buffer, fileSize: numb
 
 /** Writes the final image: patched head, the file's bytes, zero padding, patched tail. */
 export async function spliceFile(
-  templatePath: string,
+  template: Buffer,
   placeholder: Buffer,
   filePath: string,
   outPath: string,
-  signal?: AbortSignal,
-): Promise<void> {
-  const template = await readAll(templatePath);
-  const file = await open(filePath, 'r');
-  let fileSize: number;
-  try {
-    fileSize = (await file.stat()).size;
-  } finally {
-    await file.close();
-  }
-  const plan = planSplice(template, placeholder, fileSize);
-  throwIfAborted(signal);
+  options: { signal?: AbortSignal; digest?: boolean } = {},
+): Promise<{ bytes: number; sha256?: string }> {
+  const size = await fileSize(filePath);
+  const plan = planSplice(template, placeholder, size);
+  throwIfAborted(options.signal);
+  const hash = options.digest ? createHash('sha256') : undefined;
   const out = await open(outPath, 'w');
   try {
-    await writeAllAt(out, plan.head, 0);
-    await copyFileInto(filePath, out, plan.dataOffset, signal, fileSize);
-    await writeZeros(out, plan.dataOffset + fileSize, plan.tailOffset);
-    await writeAllAt(out, plan.tail, plan.tailOffset);
-    await out.truncate(plan.totalSize);
+    const bytes = await writeSegments(
+      out,
+      0,
+      [
+        { bytes: plan.head },
+        { file: filePath, size },
+        { zeros: plan.tailOffset - plan.dataOffset - size },
+        { bytes: plan.tail },
+      ],
+      { signal: options.signal, hash },
+    );
+    if (bytes !== plan.totalSize) throw new Error(`spliced image is ${bytes} bytes, expected ${plan.totalSize}`);
+    return { bytes, sha256: hash?.digest('hex') };
   } finally {
     await out.close();
-  }
-}
-
-async function writeZeros(out: FileHandle, from: number, to: number): Promise<void> {
-  if (to > from) await writeAllAt(out, Buffer.alloc(to - from), from);
-}
-
-async function readAll(path: string): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    return await handle.readFile();
-  } finally {
-    await handle.close();
   }
 }

@@ -3,9 +3,9 @@
 // UKI from it. xorriso makes the same image bootable as a CD (El Torito) and as a disk (GPT).
 // xorriso moves data in 2 KiB steps (about 5x slower than a plain copy), so by default it lays out
 // the image around a one-block placeholder and the UKI is copied in afterwards (see iso-splice.ts).
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { throwIfAborted } from './copy.js';
+import { digestFile, throwIfAborted } from './copy.js';
 import { IsoLayoutError, spliceFile } from './iso-splice.js';
 import { archTools, COMMON_TOOLS, runTool, type Arch } from './tools.js';
 
@@ -96,40 +96,84 @@ export async function buildEfiBootImage(arch: Arch, loaderPath: string, outPath:
   await runTool(COMMON_TOOLS.mcopy, [...image, loaderPath, `::/EFI/BOOT/${archTools(arch).efiBootName}`], { signal, env: toolEnv });
 }
 
-export async function assembleIso(opts: AssembleIsoOptions): Promise<void> {
+/**
+ * An ISO made up to the point where only the UKI is missing: GRUB, the FAT image, the marker and,
+ * for the splice method, xorriso's template. Lets the caller build it while the UKI is written.
+ */
+export interface PreparedIso {
+  /** Writes the ISO around `ukiPath`; may be called once. */
+  finish(ukiPath: string, outPath: string, options?: { signal?: AbortSignal; digest?: boolean }): Promise<WrittenIso>;
+  /** Removes the work files; safe to call more than once. */
+  dispose(): Promise<void>;
+}
+
+export interface WrittenIso {
+  bytes: number;
+  sha256?: string;
+}
+
+export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'outPath'>): Promise<PreparedIso> {
   throwIfAborted(opts.signal);
   const volumeId = isoVolumeId(opts.volumeId);
   await mkdir(opts.workDir, { recursive: true });
   const dir = await mkdtemp(join(opts.workDir, 'iso-'));
+  const dispose = () => rm(dir, { recursive: true, force: true });
   try {
     const loader = await buildGrubEfi(opts.arch, volumeId, dir, opts.signal);
     const efiImage = join(dir, 'efiboot.img');
     await buildEfiBootImage(opts.arch, loader, efiImage, opts.signal);
     const marker = join(dir, 'marker');
     await writeFile(marker, `${volumeId}\n`);
-    throwIfAborted(opts.signal);
-    await rm(opts.outPath, { force: true });
-    const files = { efiImage, marker };
+    const files = { volumeId, efiImage, marker };
+    let template: Buffer | null = null;
     if ((opts.method ?? 'splice') === 'splice') {
       const placeholder = join(dir, 'placeholder');
-      const template = join(dir, 'template.iso');
+      const templatePath = join(dir, 'template.iso');
       await writeFile(placeholder, PLACEHOLDER);
-      await runXorriso({ volumeId, ...files, uki: placeholder, outPath: template, signal: opts.signal });
-      try {
-        await spliceFile(template, PLACEHOLDER, opts.ukiPath, opts.outPath, opts.signal);
-        return;
-      } catch (err) {
-        if (!(err instanceof IsoLayoutError)) throw err;
-        opts.onFallback?.(err);
-        await rm(opts.outPath, { force: true });
-      }
+      await runXorriso({ ...files, uki: placeholder, outPath: templatePath, signal: opts.signal });
+      template = await readFile(templatePath);
     }
-    await runXorriso({ volumeId, ...files, uki: opts.ukiPath, outPath: opts.outPath, signal: opts.signal });
+    return {
+      dispose,
+      async finish(ukiPath, outPath, options = {}) {
+        const signal = options.signal ?? opts.signal;
+        throwIfAborted(signal);
+        await rm(outPath, { force: true });
+        try {
+          if (template !== null) {
+            try {
+              return await spliceFile(template, PLACEHOLDER, ukiPath, outPath, { signal, digest: options.digest });
+            } catch (err) {
+              if (!(err instanceof IsoLayoutError)) throw err;
+              opts.onFallback?.(err);
+              await rm(outPath, { force: true });
+            }
+          }
+          await runXorriso({ ...files, uki: ukiPath, outPath, signal });
+          return options.digest ? await digestFile(outPath) : { bytes: (await stat(outPath)).size };
+        } catch (err) {
+          await rm(outPath, { force: true });
+          throw err;
+        }
+      },
+    };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+export async function assembleIso(opts: AssembleIsoOptions & { digest?: boolean }): Promise<WrittenIso> {
+  try {
+    const prepared = await prepareIso(opts);
+    try {
+      return await prepared.finish(opts.ukiPath, opts.outPath, { signal: opts.signal, digest: opts.digest });
+    } finally {
+      await prepared.dispose();
+    }
   } catch (err) {
     await rm(opts.outPath, { force: true });
     throw err;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 

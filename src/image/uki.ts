@@ -2,9 +2,11 @@
 // The section layout is computed here from the stub's own headers; the file is written directly
 // (new section headers in the stub's spare header space, data appended), which costs one copy of
 // the inputs. objcopy is the fallback for a stub whose headers have no room left.
+import { createHash } from 'node:crypto';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyFileInto, throwIfAborted, writeAllAt } from './copy.js';
+import { digestFile, fileSize, segmentLength, throwIfAborted, writeAllAt, writeSegments, type Segment } from './copy.js';
+import { initramfsSegments } from './initramfs.js';
 import {
   OPT,
   readPe,
@@ -78,16 +80,26 @@ export function planUkiSections(stub: PeImage, inputs: UkiInputs): UkiSectionPla
 export interface AssembleUkiOptions {
   arch: Arch;
   kernelPath: string;
-  initrdPath: string;
+  /** The initramfs as one file... */
+  initrdPath?: string;
+  /** ...or as base ‖ padding ‖ overlay, embedded without writing an initramfs file first. */
+  initrd?: { basePath: string; overlay: Buffer | null };
   cmdline: string;
   osRelease: string;
   outPath: string;
   workDir: string;
   signal?: AbortSignal;
+  /** Also return the SHA-256 of the UKI, computed while it is written. */
+  digest?: boolean;
   /** Which writer to use; 'auto' is the direct one when the stub has header room, else objcopy. */
   method?: 'auto' | 'direct' | 'objcopy';
   /** Another systemd-stub than the packaged one (tests, custom builds). */
   stubPath?: string;
+}
+
+export interface WrittenFile {
+  bytes: number;
+  sha256?: string;
 }
 
 /** True when the stub's header area can hold `extra` more section headers without moving data. */
@@ -99,8 +111,11 @@ export function hasHeaderRoom(stub: PeImage, extra: number): boolean {
   return tableEnd <= Math.min(firstData, stub.layout.sizeOfHeaders);
 }
 
-export async function assembleUki(opts: AssembleUkiOptions): Promise<void> {
+export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
   throwIfAborted(opts.signal);
+  if ((opts.initrdPath === undefined) === (opts.initrd === undefined)) {
+    throw new Error('assembleUki needs exactly one of initrdPath and initrd');
+  }
   const stubPath = opts.stubPath ?? archTools(opts.arch).stub;
   const [stub, kernel] = await Promise.all([readPe(stubPath), readPe(opts.kernelPath)]);
   if (stub.arch !== opts.arch) {
@@ -109,13 +124,16 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<void> {
   if (kernel.arch !== opts.arch) {
     throw new Error(`kernel ${opts.kernelPath} is for ${kernel.arch ?? 'an unknown architecture'}, not ${opts.arch}`);
   }
-  const initrdSize = await fileSize(opts.initrdPath);
+  const initrd: Segment[] =
+    opts.initrdPath !== undefined
+      ? [{ file: opts.initrdPath, size: await fileSize(opts.initrdPath) }]
+      : await initramfsSegments(opts.initrd!.basePath, opts.initrd!.overlay);
   const osrel = Buffer.from(opts.osRelease, 'utf8');
   const cmdline = Buffer.from(opts.cmdline, 'utf8');
   const plan = planUkiSections(stub, {
     osrel: osrel.length,
     cmdline: cmdline.length,
-    initrd: initrdSize,
+    initrd: initrd.reduce((sum, s) => sum + segmentLength(s), 0),
     linux: kernel.layout.fileSize,
     linuxSizeOfImage: kernel.sizeOfImage,
   });
@@ -125,51 +143,65 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<void> {
   if (!direct && method === 'auto' && !(await objcopyAvailable(opts.arch))) {
     throw new Error(`systemd-stub ${stubPath} has no header room for the UKI sections and ${archTools(opts.arch).objcopy} is not installed`);
   }
+  const data: SectionData = { osrel, cmdline, initrd, kernel: { file: opts.kernelPath, size: kernel.layout.fileSize } };
   try {
     if (direct) {
-      await writeUkiDirect({ stubPath, stub, plan, osrel, cmdline, initrdPath: opts.initrdPath, kernelPath: opts.kernelPath, initrdSize, kernelSize: kernel.layout.fileSize, outPath: opts.outPath, signal: opts.signal });
-    } else {
-      await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, osrel, cmdline, initrdPath: opts.initrdPath, kernelPath: opts.kernelPath, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
+      const segments = await directUkiSegments(stubPath, stub, plan, data);
+      const hash = opts.digest ? createHash('sha256') : undefined;
+      const out = await open(opts.outPath, 'w');
+      let bytes: number;
+      try {
+        bytes = await writeSegments(out, 0, segments, { signal: opts.signal, hash });
+      } finally {
+        await out.close();
+      }
+      return { bytes, sha256: hash?.digest('hex') };
     }
+    await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, data, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
+    return opts.digest ? await digestFile(opts.outPath) : { bytes: await fileSize(opts.outPath) };
   } catch (err) {
     await rm(opts.outPath, { force: true });
     throw err;
   }
 }
 
-async function fileSize(path: string): Promise<number> {
-  const handle = await open(path, 'r');
-  try {
-    return (await handle.stat()).size;
-  } finally {
-    await handle.close();
-  }
+interface SectionData {
+  osrel: Buffer;
+  cmdline: Buffer;
+  initrd: Segment[];
+  kernel: { file: string; size: number };
 }
 
 function sectionFlags(name: string): number {
   return name === '.linux' ? CODE_FLAGS : DATA_FLAGS;
 }
 
-async function writeUkiDirect(args: {
-  stubPath: string;
-  stub: PeImage;
-  plan: UkiSectionPlan[];
-  osrel: Buffer;
-  cmdline: Buffer;
-  initrdPath: string;
-  kernelPath: string;
-  initrdSize: number;
-  kernelSize: number;
-  outPath: string;
-  signal?: AbortSignal;
-}): Promise<void> {
-  const { stub, plan } = args;
+function sectionSegments(name: string, data: SectionData): Segment[] {
+  switch (name) {
+    case '.osrel':
+      return [{ bytes: data.osrel }];
+    case '.cmdline':
+      return [{ bytes: data.cmdline }];
+    case '.initrd':
+      return data.initrd;
+    case '.linux':
+      return [data.kernel];
+    default:
+      throw new Error(`no data for section ${name}`);
+  }
+}
+
+/**
+ * The UKI as a sequence of pieces: the stub with its headers extended by the new sections, then
+ * each section's data at its file offset, zero-padded to FileAlignment.
+ */
+async function directUkiSegments(stubPath: string, stub: PeImage, plan: UkiSectionPlan[], data: SectionData): Promise<Segment[]> {
   if (!hasHeaderRoom(stub, plan.length)) {
-    throw new Error(`systemd-stub ${args.stubPath} has no room in its headers for ${plan.length} more sections`);
+    throw new Error(`systemd-stub ${stubPath} has no room in its headers for ${plan.length} more sections`);
   }
   const { layout } = stub;
   const fileAlignment = stub.fileAlignment > 0 ? stub.fileAlignment : 0x200;
-  const stubBytes = await readWhole(args.stubPath, layout.fileSize);
+  const stubBytes = await readWhole(stubPath, layout.fileSize);
   if (layout.certificateTable.size !== 0) {
     // A signature over the stub alone is void once sections are added: drop it rather than ship a broken one.
     const dirs = layout.optionalHeaderOffset + (layout.optionalMagic === 0x20b ? 112 : 96);
@@ -177,14 +209,19 @@ async function writeUkiDirect(args: {
     stubBytes.writeUInt32LE(0, dirs + 4 * 8 + 4);
   }
 
+  const segments: Segment[] = [{ bytes: stubBytes }];
   let rawPointer = alignUp(layout.fileSize, fileAlignment);
+  segments.push({ zeros: rawPointer - layout.fileSize });
   const placed = plan.map((section) => {
     const rawSize = alignUp(section.size, fileAlignment);
     const at = { ...section, rawPointer: section.size > 0 ? rawPointer : 0, rawSize };
+    const pieces = sectionSegments(section.name, data);
+    const length = pieces.reduce((sum, p) => sum + segmentLength(p), 0);
+    if (length !== section.size) throw new Error(`${section.name} holds ${length} bytes, planned ${section.size}`);
+    segments.push(...pieces, { zeros: rawSize - section.size });
     rawPointer += rawSize;
     return at;
   });
-  const totalSize = rawPointer;
 
   const coff = layout.peOffset + 4;
   stubBytes.writeUInt16LE(stub.sections.length + plan.length, coff + 2);
@@ -192,13 +229,13 @@ async function writeUkiDirect(args: {
   const last = plan[plan.length - 1]!;
   stubBytes.writeUInt32LE(alignUp(last.vma + last.virtualSize, stub.sectionAlignment), opt + OPT.sizeOfImage);
   let code = layout.sizeOfCode;
-  let data = layout.sizeOfInitializedData;
+  let initialized = layout.sizeOfInitializedData;
   for (const s of placed) {
     if (s.name === '.linux') code += s.rawSize;
-    else data += s.rawSize;
+    else initialized += s.rawSize;
   }
   stubBytes.writeUInt32LE(Math.min(code, 0xffffffff), opt + OPT.sizeOfCode);
-  stubBytes.writeUInt32LE(Math.min(data, 0xffffffff), opt + OPT.sizeOfInitializedData);
+  stubBytes.writeUInt32LE(Math.min(initialized, 0xffffffff), opt + OPT.sizeOfInitializedData);
   // The checksum is not checked by UEFI loaders and would cost a pass over every byte.
   stubBytes.writeUInt32LE(0, opt + OPT.checkSum);
   placed.forEach((s, i) => {
@@ -211,33 +248,7 @@ async function writeUkiDirect(args: {
     stubBytes.writeUInt32LE(s.rawPointer, at + 20);
     stubBytes.writeUInt32LE(sectionFlags(s.name), at + 36);
   });
-
-  throwIfAborted(args.signal);
-  const out = await open(args.outPath, 'w');
-  try {
-    await writeAllAt(out, stubBytes, 0);
-    for (const s of placed) {
-      if (s.size === 0) continue;
-      switch (s.name) {
-        case '.osrel':
-          await writeAllAt(out, args.osrel, s.rawPointer);
-          break;
-        case '.cmdline':
-          await writeAllAt(out, args.cmdline, s.rawPointer);
-          break;
-        case '.initrd':
-          await copyFileInto(args.initrdPath, out, s.rawPointer, args.signal, args.initrdSize);
-          break;
-        case '.linux':
-          await copyFileInto(args.kernelPath, out, s.rawPointer, args.signal, args.kernelSize);
-          break;
-      }
-    }
-    // Zero padding between and after sections up to FileAlignment.
-    await out.truncate(totalSize);
-  } finally {
-    await out.close();
-  }
+  return segments;
 }
 
 async function readWhole(path: string, size: number): Promise<Buffer> {
@@ -257,23 +268,34 @@ async function writeUkiObjcopy(args: {
   stubPath: string;
   stub: PeImage;
   plan: UkiSectionPlan[];
-  osrel: Buffer;
-  cmdline: Buffer;
-  initrdPath: string;
-  kernelPath: string;
+  data: SectionData;
   outPath: string;
   workDir: string;
   signal?: AbortSignal;
 }): Promise<void> {
   const osrelPath = join(args.workDir, 'uki-osrel');
   const cmdlinePath = join(args.workDir, 'uki-cmdline');
-  await writeFile(osrelPath, args.osrel);
-  await writeFile(cmdlinePath, args.cmdline);
+  await writeFile(osrelPath, args.data.osrel);
+  await writeFile(cmdlinePath, args.data.cmdline);
+  let initrdPath: string;
+  const [first] = args.data.initrd;
+  if (args.data.initrd.length === 1 && first !== undefined && 'file' in first) {
+    initrdPath = first.file;
+  } else {
+    // objcopy needs the initramfs as one file.
+    initrdPath = join(args.workDir, 'uki-initrd');
+    const out = await open(initrdPath, 'w');
+    try {
+      await writeSegments(out, 0, args.data.initrd, { signal: args.signal });
+    } finally {
+      await out.close();
+    }
+  }
   const files: Record<string, string> = {
     '.osrel': osrelPath,
     '.cmdline': cmdlinePath,
-    '.initrd': args.initrdPath,
-    '.linux': args.kernelPath,
+    '.initrd': initrdPath,
+    '.linux': args.data.kernel.file,
   };
   const objcopyArgs: string[] = [];
   for (const s of args.plan) {

@@ -1,11 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assembleArtifacts } from '../../src/image/artifacts.js';
+import { writeInitramfs } from '../../src/image/initramfs.js';
 import { assembleIso, grubScript, isoVolumeId, markerPath } from '../../src/image/iso.js';
+import { buildOverlay } from '../../src/image/overlay.js';
+import { assembleUki } from '../../src/image/uki.js';
 import { IsoLayoutError, planSplice } from '../../src/image/iso-splice.js';
 import { readPe } from '../../src/image/pe.js';
 import { archTools, type Arch } from '../../src/image/tools.js';
@@ -182,3 +186,75 @@ describe('planSplice', () => {
   });
 });
 
+
+describe('assembleArtifacts', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'artifacts-test-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  it('writes the same UKI and ISO as the step-by-step path, with their digests', async () => {
+    const base = join(dir, 'base.cpio.gz');
+    await writeFile(base, randomBytes(3 * 1024 * 1024 + 3)); // more than one copy chunk, unaligned
+    const overlay = await buildOverlay([{ path: '/etc/hello', content: Buffer.from('hi') }], []);
+    const common = { arch: 'amd64' as const, kernelPath: STAND_IN_UKI.amd64, cmdline: 'console=ttyS0', osRelease: 'ID=x\n' };
+    const oneGo = join(dir, 'one-go');
+    const steps = join(dir, 'steps');
+    await mkdir(oneGo);
+    await mkdir(steps);
+
+    const fallbacks: Error[] = [];
+    const result = await assembleArtifacts({
+      ...common,
+      baseInitramfsPath: base,
+      overlay,
+      volumeId: 'UOD_ARTIFACTS',
+      ukiPath: join(oneGo, 'uki.efi'),
+      isoPath: join(oneGo, 'boot.iso'),
+      workDir: oneGo,
+      digest: true,
+      onIsoFallback: (e) => fallbacks.push(e),
+    });
+    expect(fallbacks).toEqual([]);
+
+    await writeInitramfs(base, overlay, join(steps, 'initrd'));
+    await assembleUki({ ...common, initrdPath: join(steps, 'initrd'), outPath: join(steps, 'uki.efi'), workDir: steps });
+    await assembleIso({ arch: 'amd64', ukiPath: join(steps, 'uki.efi'), outPath: join(steps, 'boot.iso'), workDir: steps, volumeId: 'UOD_ARTIFACTS', method: 'xorriso' });
+
+    const [uki, iso] = [await readFile(join(oneGo, 'uki.efi')), await readFile(join(oneGo, 'boot.iso'))];
+    expect(uki.equals(await readFile(join(steps, 'uki.efi')))).toBe(true);
+    expect(iso.equals(await readFile(join(steps, 'boot.iso')))).toBe(true);
+    expect(result).toEqual({ uki: { bytes: uki.length, sha256: sha256(uki) }, iso: { bytes: iso.length, sha256: sha256(iso) } });
+    // No work files left behind: only the two artifacts.
+    expect((await readdir(oneGo)).sort()).toEqual(['boot.iso', 'uki.efi']);
+  });
+
+  it('stops when cancelled, leaving neither artifacts nor work files', async () => {
+    const work = join(dir, 'cancelled');
+    await mkdir(work);
+    const base = join(dir, 'small-base');
+    await writeFile(base, randomBytes(1000));
+    const controller = new AbortController();
+    const run = assembleArtifacts({
+      arch: 'amd64',
+      kernelPath: STAND_IN_UKI.amd64,
+      baseInitramfsPath: base,
+      overlay: null,
+      cmdline: '',
+      osRelease: '',
+      volumeId: 'UOD_CANCEL',
+      ukiPath: join(work, 'uki.efi'),
+      isoPath: join(work, 'boot.iso'),
+      workDir: work,
+      signal: controller.signal,
+    });
+    controller.abort(new Error('cancelled by test'));
+    await expect(run).rejects.toThrow('cancelled by test');
+    expect(await readdir(work)).toEqual([]);
+  });
+});

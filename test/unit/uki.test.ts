@@ -176,6 +176,12 @@ describe('assembleUki', () => {
     });
   }
 
+  it('needs exactly one initramfs source', async () => {
+    const base = { arch: 'amd64' as const, kernelPath: STAND_IN_KERNEL.amd64, cmdline: '', osRelease: '', outPath: join(dir, 'y.efi'), workDir: dir };
+    await expect(assembleUki(base)).rejects.toThrow(/exactly one of initrdPath and initrd/);
+    await expect(assembleUki({ ...base, initrdPath: 'a', initrd: { basePath: 'b', overlay: null } })).rejects.toThrow(/exactly one/);
+  });
+
   it('refuses a kernel of the other architecture', async () => {
     const initrdPath = join(dir, 'tiny-initrd');
     await writeFile(initrdPath, 'x');

@@ -1,0 +1,63 @@
+// Builds a build's two artifacts, the UKI and the ISO around it, with as few passes over the big
+// inputs as possible: the initramfs goes straight into the UKI (no file of its own), the ISO's
+// GRUB, FAT image and xorriso template are made while the UKI is written, and digests are computed
+// while writing instead of by reading the outputs back.
+import { assembleUki, type WrittenFile } from './uki.js';
+import { prepareIso } from './iso.js';
+import type { Arch } from './tools.js';
+
+export interface AssembleArtifactsOptions {
+  arch: Arch;
+  kernelPath: string;
+  baseInitramfsPath: string;
+  /** gzip newc overlay appended to the base initramfs, or null for the base alone. */
+  overlay: Buffer | null;
+  cmdline: string;
+  osRelease: string;
+  /** ISO9660 volume id, unique per build (it also names GRUB's marker file). */
+  volumeId: string;
+  ukiPath: string;
+  isoPath: string;
+  workDir: string;
+  signal?: AbortSignal;
+  /** Return the SHA-256 of both artifacts (computed while writing them). */
+  digest?: boolean;
+  /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
+  onIsoFallback?: (reason: Error) => void;
+}
+
+export interface AssembledArtifacts {
+  uki: WrittenFile;
+  iso: WrittenFile;
+}
+
+export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise<AssembledArtifacts> {
+  const { arch, signal, workDir } = opts;
+  const isoPreparation = prepareIso({ arch, volumeId: opts.volumeId, workDir, signal, onFallback: opts.onIsoFallback });
+  // Whatever happens to the UKI, the ISO's work files must not outlive this call.
+  isoPreparation.catch(() => undefined);
+  let uki: WrittenFile;
+  try {
+    uki = await assembleUki({
+      arch,
+      kernelPath: opts.kernelPath,
+      initrd: { basePath: opts.baseInitramfsPath, overlay: opts.overlay },
+      cmdline: opts.cmdline,
+      osRelease: opts.osRelease,
+      outPath: opts.ukiPath,
+      workDir,
+      signal,
+      digest: opts.digest,
+    });
+  } catch (err) {
+    await isoPreparation.then((p) => p.dispose(), () => undefined);
+    throw err;
+  }
+  const prepared = await isoPreparation;
+  try {
+    const iso = await prepared.finish(opts.ukiPath, opts.isoPath, { signal, digest: opts.digest });
+    return { uki, iso };
+  } finally {
+    await prepared.dispose();
+  }
+}
