@@ -9,6 +9,10 @@ import { sleep, start, stop } from './proc.mjs';
 /** The compiled service; BENCH_CLI points at another build of it (e.g. a checkout being compared). */
 export const SERVICE_CLI = path.resolve(process.env.BENCH_CLI || path.join(REPO, 'dist', 'cli.js'));
 
+/** Diagnostics only: extra node flags (e.g. --cpu-prof) and service flags for every service started. */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const SERVICE_ARGS = (process.env.BENCH_SERVICE_ARGS ?? '').split(' ').filter(Boolean);
+
 const agent = new Agent({ connections: 8, keepAliveTimeout: 10_000 });
 
 /** Waits for a JSON log line with msg "listening" in `logFile`; returns it parsed. */
@@ -44,7 +48,7 @@ export async function startService({ name, dataDir, baseDir, args = [], fresh = 
   fs.rmSync(logFile, { force: true });
   const cli = SERVICE_CLI;
   const t0 = Date.now();
-  const handle = start(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--base-artifacts', baseDir, ...args], {
+  const handle = start(process.execPath, [...NODE_ARGS, cli, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--base-artifacts', baseDir, ...args, ...SERVICE_ARGS], {
     cwd: REPO,
     stdout: logFile,
     stderr: logFile,

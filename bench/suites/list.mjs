@@ -56,11 +56,26 @@ async function writeBuildRecords(dataDir, n) {
   return ids;
 }
 
+/** Fresh records, or the ones a previous run wrote if the service's record format (its dist) is unchanged. */
+async function prepareDataDir(ctx, dataDir, n) {
+  const dist = path.dirname(SERVICE_CLI);
+  const stamp = sha256(['builds/request.js', 'builds/build-id.js', 'builds/registry.js'].map((f) => fs.readFileSync(path.join(dist, f))).join('\0') + n);
+  const stampFile = path.join(dataDir, 'bench-records.stamp');
+  if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === stamp) {
+    // Only the checkins (registered through the API in every run) and scratch space are reset.
+    for (const f of fs.readdirSync(dataDir)) if (f !== 'builds' && f !== 'bench-records.stamp') fs.rmSync(path.join(dataDir, f), { recursive: true, force: true });
+    ctx.log(`B6: reusing ${n} build records from an earlier run`);
+    return;
+  }
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  ctx.log(`B6: writing ${n} build records`);
+  await writeBuildRecords(dataDir, n);
+  fs.writeFileSync(stampFile, stamp);
+}
+
 export async function b6List(ctx) {
   const dataDir = path.join(WORK, 'data-b6-list');
-  fs.rmSync(dataDir, { recursive: true, force: true });
-  ctx.log(`B6: writing ${CONFIG.listBuilds} build records`);
-  await writeBuildRecords(dataDir, CONFIG.listBuilds);
+  await prepareDataDir(ctx, dataDir, CONFIG.listBuilds);
   const svc = await startService({ name: 'b6-list', dataDir, baseDir: BASE_DIR, fresh: false, timeoutMs: 300_000 });
   try {
     ctx.log(`B6: service loaded ${CONFIG.listBuilds} builds in ${(svc.startupMs / 1000).toFixed(1)} s; registering ${CONFIG.listCheckins} checkins`);

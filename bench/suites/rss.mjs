@@ -23,9 +23,9 @@ export async function b5(ctx) {
     let treeMaxKb = 0;
     const poll = setInterval(() => {
       const mem = memoryOf(svc.pid);
-      if (mem) polledMaxKb = Math.max(polledMaxKb, mem.rssKb);
+      if (mem && mem.rssKb > polledMaxKb) polledMaxKb = mem.rssKb;
       let tree = 0;
-      for (const pid of processTree(svc.pid)) tree += memoryOf(pid)?.rssKb ?? 0;
+      for (const pid of processTree(svc.pid)) tree += memoryOf(pid)?.rssKb || 0;
       treeMaxKb = Math.max(treeMaxKb, tree);
     }, 20);
     try {
