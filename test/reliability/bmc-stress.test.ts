@@ -162,7 +162,7 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
     expect(same.stdout).toContain('Images are identical');
     const altered = path.join(root, 'altered.iso');
     const copy = Buffer.from(iso);
-    copy[copy.length - 100] ^= 0xff;
+    copy.writeUInt8(copy.readUInt8(copy.length - 100) ^ 0xff, copy.length - 100);
     fs.writeFileSync(altered, copy);
     await expect(run('qemu-img', ['compare', '-F', 'raw', spec(isoUrl), altered], { timeout: 120_000 })).rejects.toMatchObject({ code: 1 });
   }, 300_000);
