@@ -55,8 +55,9 @@ export function planUkiSections(stub: PeImage, inputs: UkiInputs): UkiSectionPla
   if (!Number.isInteger(alignment) || alignment <= 0) {
     throw new Error(`stub has an invalid SectionAlignment (${alignment})`);
   }
+  // A loader maps VirtualSize bytes of a section, or SizeOfRawData when VirtualSize is 0.
   const stubEnd = stub.sections.reduce(
-    (end, s) => Math.max(end, s.virtualAddress + Math.max(s.virtualSize, s.virtualSize === 0 ? s.rawSize : 0)),
+    (end, s) => Math.max(end, s.virtualAddress + (s.virtualSize || s.rawSize)),
     stub.sizeOfImage,
   );
   const wanted: Array<[string, number, number]> = [

@@ -12,7 +12,7 @@ import { buildOverlay } from '../../src/image/overlay.js';
 import { assembleUki } from '../../src/image/uki.js';
 import { IsoLayoutError, planSplice } from '../../src/image/iso-splice.js';
 import { readPe } from '../../src/image/pe.js';
-import { archTools, type Arch } from '../../src/image/tools.js';
+import { archTools, missingTools, type Arch } from '../../src/image/tools.js';
 
 const STAND_IN_UKI: Record<Arch, string> = {
   amd64: '/usr/lib/systemd/boot/efi/systemd-bootx64.efi',
@@ -38,6 +38,26 @@ async function extract(iso: string, path: string, to: string): Promise<Buffer> {
   await execa('xorriso', ['-osirrox', 'on', '-indev', iso, '-extract', path, to]);
   return readFile(to);
 }
+
+describe('missingTools', () => {
+  it('finds everything on a host set up from packages.apt', async () => {
+    expect(await missingTools('amd64')).toEqual([]);
+    expect(await missingTools('arm64')).toEqual([]);
+  });
+
+  it('names the programs it cannot find on PATH, with their packages', async () => {
+    const saved = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const missing = await missingTools('amd64');
+      expect(missing.some((m) => m.startsWith('xorriso'))).toBe(true);
+      expect(missing.some((m) => m.includes('grub-mkimage') && m.includes('grub-common'))).toBe(true);
+      expect(missing.some((m) => m.includes('mtools'))).toBe(true);
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+});
 
 describe('ISO naming', () => {
   it('turns volume ids into ISO9660 d-characters, at most 32', () => {
