@@ -127,6 +127,18 @@ mmdebstrap \
     "deb $mirror $suite-updates $components" \
     "deb $security $suite-security $components"
 
+# Fixes to packaged files, as patches relative to the root. A patch that no longer applies (the
+# package changed) fails the build rather than shipping an unfixed image.
+for p in "$here"/patches/*.patch; do
+    [ -e "$p" ] || continue
+    patch -d "$root" -p1 --forward --no-backup-if-mismatch -r - --quiet < "$p" || die "patch $(basename "$p") does not apply"
+    # Bytecode of the unpatched source would only be recompiled at first import: drop it now.
+    sed -n 's|^+++ b/\(.*\)\.py\([[:space:]].*\)\{0,1\}$|\1|p' "$p" | while read -r py; do
+        rm -f "$root/$(dirname "$py")/__pycache__/$(basename "$py")".*.pyc
+    done
+    log "applied $(basename "$p")"
+done
+
 # --- kernel modules and the firmware they ask for -------------------------------------------------
 
 # depmod writes its index next to the modules: work on a hard-linked copy of the shared tree.
