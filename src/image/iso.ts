@@ -70,30 +70,36 @@ export function grubScript(volumeId: string): string {
 
 const toolEnv = { SOURCE_DATE_EPOCH };
 
-/** Builds GRUB for `arch` with the embedded script, as a standalone EFI program. */
-export async function buildGrubEfi(arch: Arch, volumeId: string, dir: string, signal?: AbortSignal): Promise<string> {
+/** Builds GRUB for `arch` with the embedded script, as the standalone EFI program `efiPath`. */
+export async function buildGrubEfi(arch: Arch, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
   const tools = archTools(arch);
-  const cfg = join(dir, 'grub-embedded.cfg');
-  const efi = join(dir, tools.efiBootName);
+  const cfg = join(scratchDir, `grub-embedded-${arch}.cfg`);
   await writeFile(cfg, grubScript(volumeId));
   await runTool(
     COMMON_TOOLS.grubMkimage,
-    ['-O', tools.grubFormat, '-d', tools.grubModuleDir, '-p', '/EFI/BOOT', '-c', cfg, '-o', efi, ...GRUB_MODULES],
+    ['-O', tools.grubFormat, '-d', tools.grubModuleDir, '-p', '/EFI/BOOT', '-c', cfg, '-o', efiPath, ...GRUB_MODULES],
     { signal, env: toolEnv },
   );
-  return efi;
 }
 
-/** A FAT image just large enough for \EFI\BOOT\<loader>: the El Torito EFI boot image and ESP. */
-export async function buildEfiBootImage(arch: Arch, loaderPath: string, outPath: string, signal?: AbortSignal): Promise<void> {
-  const { size } = await stat(loaderPath);
-  // FAT12 with 1 KiB clusters: room for the loader plus FATs, root directory and two directories.
-  const sectors = Math.ceil((size + 64 * 1024) / (64 * 1024)) * 128;
+// 1 MiB of FAT12: GRUB with these modules is 300-370 KiB, so there is room for more modules.
+const EFI_IMAGE_SECTORS = 2048;
+
+/**
+ * The El Torito EFI boot image, which is also the EFI system partition when the ISO is a disk:
+ * a FAT image holding \EFI\BOOT\<loader>. Formatting runs while GRUB is being built.
+ */
+export async function buildEfiBootImage(arch: Arch, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
+  const tree = join(dir, 'esp');
   await rm(outPath, { force: true });
   const image = ['-i', outPath];
-  await runTool(COMMON_TOOLS.mformat, ['-C', ...image, '-T', String(sectors), '-h', '2', '-s', '32', '-N', '0', '-v', 'UKIBOOT', '::'], { signal, env: toolEnv });
-  await runTool(COMMON_TOOLS.mmd, [...image, '::/EFI', '::/EFI/BOOT'], { signal, env: toolEnv });
-  await runTool(COMMON_TOOLS.mcopy, [...image, loaderPath, `::/EFI/BOOT/${archTools(arch).efiBootName}`], { signal, env: toolEnv });
+  const bootDir = join(tree, 'EFI', 'BOOT');
+  await mkdir(bootDir, { recursive: true });
+  await Promise.all([
+    buildGrubEfi(arch, volumeId, join(bootDir, archTools(arch).efiBootName), dir, signal),
+    runTool(COMMON_TOOLS.mformat, ['-C', ...image, '-T', String(EFI_IMAGE_SECTORS), '-h', '2', '-s', '32', '-N', '0', '-v', 'UKIBOOT', '::'], { signal, env: toolEnv }),
+  ]);
+  await runTool(COMMON_TOOLS.mcopy, ['-s', ...image, join(tree, 'EFI'), '::/'], { signal, env: toolEnv });
 }
 
 /**
@@ -119,9 +125,8 @@ export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'out
   const dir = await mkdtemp(join(opts.workDir, 'iso-'));
   const dispose = () => rm(dir, { recursive: true, force: true });
   try {
-    const loader = await buildGrubEfi(opts.arch, volumeId, dir, opts.signal);
     const efiImage = join(dir, 'efiboot.img');
-    await buildEfiBootImage(opts.arch, loader, efiImage, opts.signal);
+    await buildEfiBootImage(opts.arch, volumeId, dir, efiImage, opts.signal);
     const marker = join(dir, 'marker');
     await writeFile(marker, `${volumeId}\n`);
     const files = { volumeId, efiImage, marker };

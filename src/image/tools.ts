@@ -40,7 +40,6 @@ export const COMMON_TOOLS = {
   xorriso: 'xorriso',
   grubMkimage: 'grub-mkimage',
   mformat: 'mformat',
-  mmd: 'mmd',
   mcopy: 'mcopy',
 } as const;
 
@@ -64,7 +63,6 @@ function requirements(arch: Arch): Requirement[] {
     { label: 'grub-mkimage (Debian package grub-common)', kind: 'command', path: COMMON_TOOLS.grubMkimage },
     { label: 'xorriso (Debian package xorriso)', kind: 'command', path: COMMON_TOOLS.xorriso },
     { label: 'mformat (Debian package mtools)', kind: 'command', path: COMMON_TOOLS.mformat },
-    { label: 'mmd (Debian package mtools)', kind: 'command', path: COMMON_TOOLS.mmd },
     { label: 'mcopy (Debian package mtools)', kind: 'command', path: COMMON_TOOLS.mcopy },
   ];
 }

@@ -125,6 +125,13 @@ describe('assembleIso', () => {
       await execa('mcopy', ['-i', fat, `::/EFI/BOOT/${archTools(arch).efiBootName}`, loader]);
       expect((await readPe(loader)).arch).toBe(arch);
       expect((await readFile(loader)).includes(grubScript(volumeId))).toBe(true);
+      // Nothing else in the FAT image: the firmware's default path and the loader.
+      const { stdout: listing } = await execa('mdir', ['-i', fat, '-/', '-b', '::/']);
+      expect(listing.split('\n').filter(Boolean).sort()).toEqual([
+        '::/EFI/',
+        '::/EFI/BOOT/',
+        `::/EFI/BOOT/${archTools(arch).efiBootName}`,
+      ]);
     });
   }
 
