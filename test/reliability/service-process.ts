@@ -6,6 +6,8 @@ import { CLI } from '../support/service.js';
 export interface ServiceProcess {
   /** http://127.0.0.1:PORT of the plain listener. */
   url: string;
+  /** https://HOST:PORT of the TLS listener, when one was asked for. */
+  tlsUrl: string | null;
   pid: number;
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<number | null>;
@@ -55,7 +57,7 @@ const MAX_LOG = 256 * 1024;
  * Spawns the service. `listening` resolves with the URL once it logs that it listens; the process may
  * be killed before that (a crash during start-up).
  */
-export function spawnService(opts: SpawnOptions): { proc: ChildProcess; listening: Promise<string>; service: Promise<ServiceProcess> } {
+export function spawnService(opts: SpawnOptions): { proc: ChildProcess; listening: Promise<{ url: string; tlsUrl: string | null }>; service: Promise<ServiceProcess> } {
   const args = [
     CLI, 'serve',
     '--listen', opts.listen ?? '127.0.0.1:0',
@@ -79,7 +81,7 @@ export function spawnService(opts: SpawnOptions): { proc: ChildProcess; listenin
     }),
   );
 
-  const listening = new Promise<string>((resolve, reject) => {
+  const listening = new Promise<{ url: string; tlsUrl: string | null }>((resolve, reject) => {
     let seen = '';
     const timer = setTimeout(() => reject(new Error(`service did not start within ${opts.startTimeoutMs ?? 30_000} ms:\n${output.slice(-4000)}`)), opts.startTimeoutMs ?? 30_000);
     const onData = (d: Buffer) => {
@@ -88,7 +90,8 @@ export function spawnService(opts: SpawnOptions): { proc: ChildProcess; listenin
         if (!line.includes('"msg":"listening"')) continue;
         clearTimeout(timer);
         proc.stdout!.off('data', onData);
-        resolve(`http://${(JSON.parse(line) as { http: string }).http}`);
+        const bound = JSON.parse(line) as { http: string; https: string | null };
+        resolve({ url: `http://${bound.http}`, tlsUrl: bound.https ? `https://${bound.https}` : null });
         return;
       }
       seen = seen.slice(seen.lastIndexOf('\n') + 1);
@@ -105,8 +108,9 @@ export function spawnService(opts: SpawnOptions): { proc: ChildProcess; listenin
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
   };
-  const service = listening.then((url) => ({
+  const service = listening.then(({ url, tlsUrl }) => ({
     url,
+    tlsUrl,
     pid: proc.pid as number,
     exited,
     logs: () => output,
