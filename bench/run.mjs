@@ -38,25 +38,38 @@ async function main() {
   log('preparing base artifacts (kernel + random initramfs filler)');
   prepareBase([...new Set([30, 200, ...CONFIG.scalingSizesMb])]);
 
-  const ctx = { details: {}, log };
+  const ctx = { details: {}, log, errors: {} };
   const rows = [];
   const loadBefore = os.loadavg();
+  // A figure group that fails is reported as such; the others still run and are written.
+  const suite = async (name, fn) => {
+    try {
+      rows.push(...(await fn()));
+    } catch (err) {
+      log(`${name} failed: ${err.stack ?? err}`);
+      ctx.errors[name] = String(err.message ?? err);
+      rows.push({ id: `${name}-error`, unit: 'error', value: null, baseline: null, ratio: null, goal: null, met: false, note: String(err.message ?? err).split('\n').filter(Boolean).slice(0, 2).join(' ').slice(0, 160) });
+    }
+  };
 
   // B1, B6 scaling and B3 share one service: B3 serves a 200 MB build made by it.
   if (enabled('B1') || enabled('B6') || enabled('B3')) {
-    const svc = await startService({ name: 'main', dataDir: path.join(WORK, 'data-main'), baseDir: BASE_DIR });
-    try {
-      if (enabled('B1')) rows.push(...(await b1(ctx, svc)));
-      if (enabled('B6')) rows.push(...(await b6Scaling(ctx, svc)));
-      if (enabled('B3')) rows.push(...(await b3(ctx, svc)));
-    } finally {
+    let svc = null;
+    await suite('B1-B3-B6', async () => {
+      svc = await startService({ name: 'main', dataDir: path.join(WORK, 'data-main'), baseDir: BASE_DIR });
+      return [];
+    });
+    if (svc) {
+      if (enabled('B1')) await suite('B1', () => b1(ctx, svc));
+      if (enabled('B6')) await suite('B6-scaling', () => b6Scaling(ctx, svc));
+      if (enabled('B3')) await suite('B3', () => b3(ctx, svc));
       await svc.stop();
     }
   }
-  if (enabled('B2')) rows.push(...(await b2(ctx)));
-  if (enabled('B4')) rows.push(...(await b4(ctx)));
-  if (enabled('B5')) rows.push(...(await b5(ctx)));
-  if (enabled('B6')) rows.push(...(await b6List(ctx)));
+  if (enabled('B2')) await suite('B2', () => b2(ctx));
+  if (enabled('B4')) await suite('B4', () => b4(ctx));
+  if (enabled('B5')) await suite('B5', () => b5(ctx));
+  if (enabled('B6')) await suite('B6-list', () => b6List(ctx));
   await closeClients();
 
   const order = (id) => id.replace(/^B(\d).*/, '$1');
@@ -86,14 +99,17 @@ async function main() {
     },
     config: CONFIG,
     rows,
+    errors: ctx.errors,
     runs: ctx.details,
   });
   log(`wrote ${path.relative(process.cwd(), resultsFile)} and ${path.relative(process.cwd(), detailsFile)}`);
   clearTimeout(watchdog);
+  // Missed goals are results, not failures; a figure that could not be measured is a failure.
+  return Object.keys(ctx.errors).length ? 1 : 0;
 }
 
 main().then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (err) => {
     process.stderr.write(`bench: ${err.stack ?? err}\n`);
     killAll();
