@@ -5,11 +5,11 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Client } from 'undici';
+import { Client, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
-import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot } from './fixtures.js';
+import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot, until } from './fixtures.js';
 import { killAllServices, startService, type ServiceProcess } from './service-process.js';
 import { exerciseMount, VirtualMedia, VirtualMediaError } from './virtual-bmc.js';
 
@@ -83,6 +83,18 @@ async function fastThroughput(url: string, size: number, ms: number): Promise<nu
     await client.close();
   }
   return bytes / ((Date.now() - started) / 1000);
+}
+
+/** The files the process `pid` holds open, as /proc shows them ("... (deleted)" once unlinked). */
+function openFiles(pid: number): string[] {
+  const dir = `/proc/${pid}/fd`;
+  return fs.readdirSync(dir).flatMap((fd) => {
+    try {
+      return [fs.readlinkSync(path.join(dir, fd))];
+    } catch {
+      return []; // closed between readdir and readlink
+    }
+  });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -180,6 +192,7 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
   }, 120_000);
 
   test(`${MOUNTS} concurrent virtual-media mounts x ${READS_PER_MOUNT} random Range reads, every byte verified`, async () => {
+    const fdsBefore = openFiles(svc.pid).length;
     const deadline = Date.now() + 540_000;
     const started = Date.now();
     const runs = await Promise.all(
@@ -195,7 +208,43 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
     expect(runs.map((r) => r.reads)).toEqual(Array(MOUNTS).fill(READS_PER_MOUNT));
     const bytes = runs.reduce((n, r) => n + r.bytes, 0);
     console.log(`${MOUNTS * READS_PER_MOUNT} range reads, ${(bytes / 1e9).toFixed(1)} GB in ${seconds.toFixed(0)} s`);
+    // 60 000 responses later the service holds no more descriptors than before (sockets and files
+    // released); the slow reader's connection and a few idle keep-alive sockets are all that may differ.
+    await until('idle connections to close', async () => (openFiles(svc.pid).length <= fdsBefore + 4 ? true : undefined), 15_000, 250)
+      .catch(() => undefined);
+    expect(openFiles(svc.pid).length, openFiles(svc.pid).join('\n')).toBeLessThanOrEqual(fdsBefore + 4);
   }, 600_000);
+
+  test('deleting a build mid-download: transfers in flight finish intact, nothing more is served, no descriptor lingers', async () => {
+    const res = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ initramfs: 'initramfs-40m.img', cmdline: 'console=ttyS0 deleted-mid-download' }) });
+    const status = await waitForBuild(svc.url, res.body.id);
+    expect(status.state).toBe('completed');
+    const id = res.body.id as string;
+    const dir = path.join(root, 'data', 'builds', id);
+    const image = fs.readFileSync(path.join(dir, 'boot.iso'));
+    const url = status.artifacts.isoUrl as string;
+
+    // Downloads that have started but are not being read yet, and downloads that are abandoned.
+    const inFlight = await Promise.all(Array.from({ length: 4 }, (_, i) => request(url, { headers: i % 2 ? { range: `bytes=1000-${image.length - 1}` } : {} })));
+    const abandoned = await Promise.all(Array.from({ length: 30 }, () => request(url)));
+    for (const a of abandoned) a.body.destroy();
+    expect(openFiles(svc.pid).some((f) => f.startsWith(dir))).toBe(true);
+
+    expect((await api(`${svc.url}/api/v1/builds/${id}`, { method: 'DELETE' })).status).toBe(204);
+    expect(fs.existsSync(dir)).toBe(false);
+    expect((await api(url, { method: 'HEAD' })).status).toBe(404);
+    expect((await api(url, { headers: { range: 'bytes=0-1' } })).status).toBe(404);
+
+    for (const [i, r] of inFlight.entries()) {
+      const body = Buffer.from(await r.body.arrayBuffer());
+      const want = i % 2 ? image.subarray(1000) : image;
+      expect([r.statusCode, body.length], `download ${i}`).toEqual([i % 2 ? 206 : 200, want.length]);
+      expect(body.equals(want), `download ${i} bytes`).toBe(true);
+    }
+    await until('the deleted files to be closed', async () => (openFiles(svc.pid).some((f) => f.startsWith(dir)) ? undefined : true), 10_000, 100)
+      .catch(() => undefined);
+    expect(openFiles(svc.pid).filter((f) => f.startsWith(dir))).toEqual([]);
+  }, 120_000);
 
   test('the slow reader got its 3 MB intact and was never cut off', async () => {
     expect(slow, 'the slow reader was started by the throughput test').toBeDefined();
