@@ -47,7 +47,7 @@ export async function startService(
     dataDir: config.dataDir,
     catalog,
     queue,
-    pipeline: options.pipeline ?? new ImagePipeline(),
+    pipeline: options.pipeline ?? new ImagePipeline(logger),
     logger,
     observer: { finished: (state, seconds) => metrics.observeBuild(state, seconds) },
   });

@@ -1,13 +1,10 @@
-// The build pipeline: overlay → initramfs → UKI → ISO inside a private work directory, then the
-// digests the service records at publish. It only produces files; publishing is the registry's job.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import fs from 'node:fs/promises';
+// The build pipeline: overlay → UKI (base initramfs + overlay streamed into it) → ISO, inside a
+// private work directory, with the digests the service records at publish. It only produces files;
+// publishing is the registry's job.
 import path from 'node:path';
+import type { Logger } from 'pino';
+import { assembleArtifacts } from '../image/artifacts.js';
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
-import { writeInitramfs } from '../image/initramfs.js';
-import { assembleUki } from '../image/uki.js';
-import { assembleIso } from '../image/iso.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
 
@@ -60,47 +57,38 @@ function osRelease(id: string): string {
   ].join('\n');
 }
 
-async function digest(file: string): Promise<ProducedArtifact> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { path: file, size, sha256: hash.digest('hex') };
-}
-
 export class ImagePipeline implements BuildPipeline {
+  constructor(private readonly logger?: Logger) {}
+
   async run(job: PipelineJob): Promise<PipelineResult> {
     const { request, workDir, signal } = job;
     const hasOverlay = request.files.length > 0 || request.dirOverrides.length > 0;
     const overlay = hasOverlay ? await buildOverlay(overlayFiles(request), request.dirOverrides) : null;
     signal.throwIfAborted();
 
-    const initrd = path.join(workDir, 'initramfs.img');
-    await writeInitramfs(job.initramfsPath, overlay, initrd, signal);
-
-    const uki = path.join(workDir, ARTIFACT_FILES.uki);
-    await assembleUki({
+    const ukiPath = path.join(workDir, ARTIFACT_FILES.uki);
+    const isoPath = path.join(workDir, ARTIFACT_FILES.iso);
+    const written = await assembleArtifacts({
       arch: request.architecture,
       kernelPath: job.kernelPath,
-      initrdPath: initrd,
+      baseInitramfsPath: job.initramfsPath,
+      overlay,
       cmdline: request.cmdline,
       osRelease: osRelease(job.id),
-      outPath: uki,
+      volumeId: volumeId(job.id),
+      ukiPath,
+      isoPath,
       workDir,
       signal,
+      digest: true,
+      onIsoFallback: (reason) => this.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
     });
-    await fs.rm(initrd, { force: true });
-
-    const iso = path.join(workDir, ARTIFACT_FILES.iso);
-    // The UKI's digest is read from the page cache while xorriso packs the ISO.
-    const [ukiDigest] = await Promise.all([
-      digest(uki),
-      assembleIso({ arch: request.architecture, ukiPath: uki, outPath: iso, workDir, volumeId: volumeId(job.id), signal }),
-    ]);
     signal.throwIfAborted();
-    return { uki: ukiDigest, iso: await digest(iso) };
+    const produced = (file: string, w: { bytes: number; sha256?: string }): ProducedArtifact => {
+      if (!w.sha256) throw new Error(`no digest was computed for ${path.basename(file)}`);
+      return { path: file, size: w.bytes, sha256: w.sha256 };
+    };
+    return { uki: produced(ukiPath, written.uki), iso: produced(isoPath, written.iso) };
   }
 }
 
