@@ -3,6 +3,7 @@
 // neither be cut off nor slow anyone else down.
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client, request } from 'undici';
@@ -214,6 +215,42 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
       .catch(() => undefined);
     expect(openFiles(svc.pid).length, openFiles(svc.pid).join('\n')).toBeLessThanOrEqual(fdsBefore + 4);
   }, 600_000);
+
+  test('pipelined Range requests on one connection are answered in order, each with its own bytes', async () => {
+    const random = seededRandom(99);
+    const ranges = Array.from({ length: 64 }, () => {
+      const start = Math.floor(random() * (iso.length - 70_000));
+      return [start, start + Math.floor(random() * 65_536)] as const;
+    });
+    const u = new URL(isoUrl);
+    const wire = ranges.map(([a, b], i) =>
+      `${i % 3 ? 'GET' : 'HEAD'} ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nRange: bytes=${a}-${b}\r\n${i === ranges.length - 1 ? 'Connection: close\r\n' : ''}\r\n`).join('');
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = net.connect(Number(u.port), u.hostname, () => socket.write(wire));
+      const timer = setTimeout(() => socket.destroy(new Error('pipelined responses did not arrive within 30 s')), 30_000);
+      socket.on('data', (d) => chunks.push(d));
+      socket.on('error', reject);
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks));
+      });
+    });
+    let at = 0;
+    for (const [i, [a, b]] of ranges.entries()) {
+      const end = raw.indexOf('\r\n\r\n', at);
+      expect(end, `response ${i} missing`).toBeGreaterThan(0);
+      const head = raw.toString('latin1', at, end);
+      expect(head, `response ${i}`).toMatch(/^HTTP\/1\.1 206 /);
+      expect(head).toContain(`Content-Range: bytes ${a}-${b}/${iso.length}`);
+      at = end + 4;
+      if (i % 3 === 0) continue; // HEAD: headers only
+      const body = raw.subarray(at, at + (b - a + 1));
+      expect(body.equals(iso.subarray(a, b + 1)), `response ${i} bytes`).toBe(true);
+      at += b - a + 1;
+    }
+    expect(at).toBe(raw.length);
+  }, 60_000);
 
   test('deleting a build mid-download: transfers in flight finish intact, nothing more is served, no descriptor lingers', async () => {
     const res = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ initramfs: 'initramfs-40m.img', cmdline: 'console=ttyS0 deleted-mid-download' }) });
