@@ -6,17 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { WORK } from './paths.mjs';
 import { run, sleep, start, stop } from './proc.mjs';
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './service.mjs';
 
 /**
  * Serves `<buildsDir>/<id>/<file>` at `/artifacts/<id>/<file>`, the service's URL layout.

@@ -164,3 +164,19 @@ export function processTree(pid) {
   }
   return out;
 }
+
+/** CPU time (user + system, ms) used so far by `pid` and its descendants (e.g. nginx's workers). */
+export function cpuTimeMs(pid) {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 1).split(' ');
+      ticks += Number(fields[12]) + Number(fields[13]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  // USER_HZ is 100 on Linux.
+  return ticks * 10;
+}

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
 import { startNginx } from '../lib/nginx.mjs';
+import { cpuTimeMs } from '../lib/proc.mjs';
 import { buildRequest as rawRequest, rawLoad } from '../lib/raw-http.mjs';
 import { row } from '../lib/report.mjs';
 import { median } from '../lib/stats.mjs';
@@ -33,8 +34,8 @@ export async function b3(ctx, svc) {
   const urlPath = `/artifacts/${id}/boot.iso`;
   const nginx = await startNginx({ buildsDir: path.join(svc.dataDir, 'builds'), workers: process.env.BENCH_NGINX_WORKERS || 'auto' });
   const servers = [
-    ['service', svc.url, svc.port],
-    ['nginx', nginx.url, nginx.port],
+    ['service', svc.url, svc.port, svc.pid],
+    ['nginx', nginx.url, nginx.port, nginx.pid],
   ];
   const m = { full: { service: [], nginx: [] }, range: { service: [], nginx: [] }, head: { service: [], nginx: [] } };
   try {
@@ -53,31 +54,37 @@ export async function b3(ctx, svc) {
     }
 
     for (let i = 0; i < CONFIG.fullGetRuns; i++) {
-      for (const [name, url] of servers) {
+      for (const [name, url, , pid] of servers) {
+        const cpu0 = cpuTimeMs(pid);
         const r = await runWrk({ url: url + urlPath, connections: 16, seconds: CONFIG.fullGetSeconds });
+        const cpuMsPerGb = (cpuTimeMs(pid) - cpu0) / (r.bytes / 1e9);
         if (r.errors) throw new Error(`${name}: ${r.errors} errors in full GETs ${JSON.stringify(r.raw)}`);
-        m.full[name].push({ gbps: r.bytes / r.seconds / 1e9, requests: r.requests, seconds: r.seconds });
+        m.full[name].push({ gbps: r.bytes / r.seconds / 1e9, requests: r.requests, seconds: r.seconds, cpuMsPerGb });
       }
       ctx.log(`B3 full GET run ${i + 1}: service ${m.full.service.at(-1).gbps.toFixed(2)} GB/s, nginx ${m.full.nginx.at(-1).gbps.toFixed(2)} GB/s`);
     }
     for (let i = 0; i < CONFIG.rangeRuns; i++) {
-      for (const [name, url] of servers) {
+      for (const [name, url, , pid] of servers) {
+        const cpu0 = cpuTimeMs(pid);
         const r = await runWrk({ url: url + urlPath, connections: 8, count: CONFIG.rangeReads, seed: i + 1, range: { size, chunk: CHUNK, align: 2048 } });
+        const cpuUs = ((cpuTimeMs(pid) - cpu0) * 1000) / r.raw.requests;
         if (r.errors) throw new Error(`${name}: ${r.errors} errors in Range reads ${JSON.stringify(r.raw)}`);
         // Each answer must have carried one 256 KiB body, not the whole file.
         const perResponse = r.raw.bytes / r.raw.requests;
         if (perResponse < CHUNK || perResponse > CHUNK + 4096) throw new Error(`${name}: ${perResponse} bytes per Range response`);
-        m.range[name].push({ rps: r.requests / r.seconds, seconds: r.seconds, p99Us: r.latencyUs.p99 });
+        m.range[name].push({ rps: r.requests / r.seconds, seconds: r.seconds, p99Us: r.latencyUs.p99, cpuUsPerRequest: cpuUs });
       }
       ctx.log(`B3 range run ${i + 1}: service ${m.range.service.at(-1).rps.toFixed(0)} req/s, nginx ${m.range.nginx.at(-1).rps.toFixed(0)} req/s`);
     }
     for (let i = 0; i < CONFIG.headRuns; i++) {
-      for (const [name, , port] of servers) {
+      for (const [name, , port, pid] of servers) {
         globalThis.gc?.();
         const requests = [rawRequest({ method: 'HEAD', path: urlPath, port })];
+        const cpu0 = cpuTimeMs(pid);
         const r = await rawLoad({ port, requests, connections: 8, count: CONFIG.headRequests, isHead: true });
+        const cpuUs = ((cpuTimeMs(pid) - cpu0) * 1000) / CONFIG.headRequests;
         if (r.statuses[200] !== CONFIG.headRequests) throw new Error(`${name}: HEAD statuses ${JSON.stringify(r.statuses)}`);
-        m.head[name].push({ rps: CONFIG.headRequests / (r.elapsedMs / 1000) });
+        m.head[name].push({ rps: CONFIG.headRequests / (r.elapsedMs / 1000), cpuUsPerRequest: cpuUs });
       }
       ctx.log(`B3 HEAD run ${i + 1}: service ${m.head.service.at(-1).rps.toFixed(0)} req/s, nginx ${m.head.nginx.at(-1).rps.toFixed(0)} req/s`);
     }
@@ -88,12 +95,19 @@ export async function b3(ctx, svc) {
 
   const med = (runs, key) => median(runs.map((r) => r[key]));
   const rangeGb = (rps) => (rps * CHUNK) / 1e9;
+  const cpu = (group, key) => `${med(group.service, key).toFixed(0)} vs ${med(group.nginx, key).toFixed(0)}`;
   return [
-    row('B3-full-get-16c', 'GB/s', med(m.full.service, 'gbps'), { baseline: med(m.full.nginx, 'gbps'), goal: '>= 0.8', note: `16 connections × full GETs of the ${(size / 1e6).toFixed(0)} MB ISO` }),
+    row('B3-full-get-16c', 'GB/s', med(m.full.service, 'gbps'), {
+      baseline: med(m.full.nginx, 'gbps'), goal: '>= 0.8',
+      note: `16 connections × full GETs of the ${(size / 1e6).toFixed(0)} MB ISO; server CPU ${cpu(m.full, 'cpuMsPerGb')} ms/GB`,
+    }),
     row('B3-range-256k-8c', 'req/s', med(m.range.service, 'rps'), {
       baseline: med(m.range.nginx, 'rps'), goal: '>= 0.8',
-      note: `${CONFIG.rangeReads} random 256 KiB Range reads, 8 connections; ${rangeGb(med(m.range.service, 'rps')).toFixed(2)} vs ${rangeGb(med(m.range.nginx, 'rps')).toFixed(2)} GB/s`,
+      note: `${CONFIG.rangeReads} random 256 KiB Range reads, 8 connections; ${rangeGb(med(m.range.service, 'rps')).toFixed(2)} vs ${rangeGb(med(m.range.nginx, 'rps')).toFixed(2)} GB/s; server CPU ${cpu(m.range, 'cpuUsPerRequest')} µs/request`,
     }),
-    row('B3-head-8c', 'req/s', med(m.head.service, 'rps'), { baseline: med(m.head.nginx, 'rps'), goal: '>= 0.8', note: `${CONFIG.headRequests} HEADs, 8 connections` }),
+    row('B3-head-8c', 'req/s', med(m.head.service, 'rps'), {
+      baseline: med(m.head.nginx, 'rps'), goal: '>= 0.8',
+      note: `${CONFIG.headRequests} HEADs, 8 connections (raw client); server CPU ${cpu(m.head, 'cpuUsPerRequest')} µs/request`,
+    }),
   ];
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
 import { buildRequest, fillerName } from '../lib/fixtures.mjs';
 import { BASE_DIR, WORK } from '../lib/paths.mjs';
+import { cpuTimeMs } from '../lib/proc.mjs';
 import { buildRequest as rawRequest, rawLoad } from '../lib/raw-http.mjs';
 import { row } from '../lib/report.mjs';
 import { api, buildsExecuted, metrics, startFastifyBaseline, startService, waitForBuild } from '../lib/service.mjs';
@@ -53,13 +54,17 @@ export async function b2(ctx) {
     const seq = { service: [], baseline: [] };
     const conc = { service: [], baseline: [] };
     for (let i = 0; i < CONFIG.latencyRuns; i++) {
-      for (const [which, port, reqs] of [['service', svc.port, svcReq], ['baseline', base.port, baseReq]]) {
+      for (const [which, port, reqs, pid] of [['service', svc.port, svcReq, svc.pid], ['baseline', base.port, baseReq, base.pid]]) {
+        let cpu0 = cpuTimeMs(pid);
         const s = await sequential(port, reqs);
+        const seqCpu = ((cpuTimeMs(pid) - cpu0) * 1000) / s.latenciesUs.length;
         expectAll(s, 202, `${which} sequential`);
-        seq[which].push({ p50: percentile(s.latenciesUs, 50), p99: percentile(s.latenciesUs, 99), max: percentile(s.latenciesUs, 100), elapsedMs: s.elapsedMs });
+        seq[which].push({ p50: percentile(s.latenciesUs, 50), p99: percentile(s.latenciesUs, 99), max: percentile(s.latenciesUs, 100), elapsedMs: s.elapsedMs, cpuUsPerRequest: seqCpu });
+        cpu0 = cpuTimeMs(pid);
         const c = await bursts(port, reqs);
+        const burstCpu = ((cpuTimeMs(pid) - cpu0) * 1000) / c.latenciesUs.length;
         expectAll(c, 202, `${which} bursts`);
-        conc[which].push({ p50: percentile(c.latenciesUs, 50), p99: percentile(c.latenciesUs, 99), max: percentile(c.latenciesUs, 100), elapsedMs: c.elapsedMs });
+        conc[which].push({ p50: percentile(c.latenciesUs, 50), p99: percentile(c.latenciesUs, 99), max: percentile(c.latenciesUs, 100), elapsedMs: c.elapsedMs, cpuUsPerRequest: burstCpu });
       }
       ctx.log(`B2 run ${i + 1}/${CONFIG.latencyRuns}: sequential p99 ${seq.service.at(-1).p99.toFixed(0)} µs vs ${seq.baseline.at(-1).p99.toFixed(0)} µs; ` +
         `100-burst p99 ${conc.service.at(-1).p99.toFixed(0)} µs vs ${conc.baseline.at(-1).p99.toFixed(0)} µs`);
@@ -72,14 +77,15 @@ export async function b2(ctx) {
     ctx.details.B2 = { sequential: seq, concurrent: conc, buildsExecuted: executed, buildsListed: listed, posts };
 
     const ms = (runs, key) => median(runs.map((r) => r[key])) / 1000;
+    const cpu = (m, which) => median(m[which].map((r) => r.cpuUsPerRequest)).toFixed(0);
     return [
       row('B2-seq-1000-p99', 'ms', ms(seq.service, 'p99'), {
         baseline: ms(seq.baseline, 'p99'), goal: '<= 2',
-        note: `1000 sequential identical POSTs; p50 ${ms(seq.service, 'p50').toFixed(3)} vs ${ms(seq.baseline, 'p50').toFixed(3)} ms`,
+        note: `1000 sequential identical POSTs; p50 ${ms(seq.service, 'p50').toFixed(3)} vs ${ms(seq.baseline, 'p50').toFixed(3)} ms; server CPU ${cpu(seq, 'service')} vs ${cpu(seq, 'baseline')} µs/request`,
       }),
       row('B2-conc-100-p99', 'ms', ms(conc.service, 'p99'), {
         baseline: ms(conc.baseline, 'p99'), goal: '<= 2',
-        note: `bursts of 100 concurrent identical POSTs ×${CONFIG.burstRounds}; p50 ${ms(conc.service, 'p50').toFixed(3)} vs ${ms(conc.baseline, 'p50').toFixed(3)} ms`,
+        note: `bursts of 100 concurrent identical POSTs ×${CONFIG.burstRounds}; p50 ${ms(conc.service, 'p50').toFixed(3)} vs ${ms(conc.baseline, 'p50').toFixed(3)} ms; server CPU ${cpu(conc, 'service')} vs ${cpu(conc, 'baseline')} µs/request`,
       }),
       row('B2-builds-executed', 'builds', executed, { goal: '== 1', note: `${posts} identical POSTs; builds listed: ${listed}` }),
     ];

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
 import { BASE_DIR, WORK } from '../lib/paths.mjs';
+import { cpuTimeMs } from '../lib/proc.mjs';
 import { buildRequest as rawRequest, rawLoad } from '../lib/raw-http.mjs';
 import { row } from '../lib/report.mjs';
 import { startFastifyBaseline, startService } from '../lib/service.mjs';
@@ -35,9 +36,11 @@ export async function b4(ctx) {
     const m = { service: [], baseline: [] };
     for (let i = 0; i < CONFIG.putRuns; i++) {
       for (const [name, s] of [['service', svc], ['baseline', base]]) {
+        const cpu0 = cpuTimeMs(s.pid);
         const r = await runWrk({ ...opts(s.url), seconds: CONFIG.putSeconds });
+        const cpuUs = ((cpuTimeMs(s.pid) - cpu0) * 1000) / r.requests;
         if (r.errors) throw new Error(`${name}: ${r.errors} failed PUTs ${JSON.stringify(r.raw)}`);
-        m[name].push({ rps: r.requests / r.seconds, p50Ms: r.latencyUs.p50 / 1000, p99Ms: r.latencyUs.p99 / 1000, meanMs: r.latencyUs.mean / 1000 });
+        m[name].push({ rps: r.requests / r.seconds, p50Ms: r.latencyUs.p50 / 1000, p99Ms: r.latencyUs.p99 / 1000, meanMs: r.latencyUs.mean / 1000, cpuUsPerRequest: cpuUs });
       }
       ctx.log(`B4 run ${i + 1}/${CONFIG.putRuns}: service ${m.service.at(-1).rps.toFixed(0)} req/s p99 ${m.service.at(-1).p99Ms.toFixed(2)} ms, ` +
         `baseline ${m.baseline.at(-1).rps.toFixed(0)} req/s p99 ${m.baseline.at(-1).p99Ms.toFixed(2)} ms`);
@@ -45,7 +48,7 @@ export async function b4(ctx) {
     ctx.details.B4 = m;
     const med = (runs, key) => median(runs.map((r) => r[key]));
     return [
-      row('B4-checkin-put-throughput', 'req/s', med(m.service, 'rps'), { baseline: med(m.baseline, 'rps'), goal: '>= 0.7', note: `wrk, ${CONNECTIONS} connections, PUTs over ${IDS} ids` }),
+      row('B4-checkin-put-throughput', 'req/s', med(m.service, 'rps'), { baseline: med(m.baseline, 'rps'), goal: '>= 0.7', note: `wrk, ${CONNECTIONS} connections, PUTs over ${IDS} ids; server CPU ${med(m.service, 'cpuUsPerRequest').toFixed(0)} vs ${med(m.baseline, 'cpuUsPerRequest').toFixed(0)} µs/request` }),
       row('B4-checkin-put-p99', 'ms', med(m.service, 'p99Ms'), {
         baseline: med(m.baseline, 'p99Ms'), goal: '<= 1.43',
         note: `p50 ${med(m.service, 'p50Ms').toFixed(2)} vs ${med(m.baseline, 'p50Ms').toFixed(2)} ms (1.43 = 1/0.7)`,
