@@ -1,8 +1,9 @@
 // Bootable ISO around a UKI, UEFI only: a small FAT El Torito image holds GRUB as the removable-media
 // loader, GRUB finds the ISO9660 volume by a marker file unique to this image and chainloads the
 // UKI from it. xorriso makes the same image bootable as a CD (El Torito) and as a disk (GPT).
-// xorriso moves data in 2 KiB steps (about 5x slower than a plain copy), so by default it lays out
-// the image around a one-block placeholder and the UKI is copied in afterwards (see iso-splice.ts).
+// Speed: xorriso moves data in 2 KiB steps (about 5x slower than a copy) and every run costs at
+// least 0.1 s, so by default the UKI is spliced into a template that xorriso made around a
+// placeholder (iso-splice.ts), and templates are reused across builds (see templateFor).
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestFile, throwIfAborted } from './copy.js';
@@ -18,7 +19,7 @@ export interface AssembleIsoOptions {
   volumeId: string;
   signal?: AbortSignal;
   /**
-   * 'splice' (default): xorriso lays out the image around a placeholder, the UKI is copied in;
+   * 'splice' (default): the UKI is copied into a template xorriso made around a placeholder;
    * falls back to 'xorriso' if the template is not as expected. 'xorriso': xorriso copies the UKI.
    */
   method?: 'splice' | 'xorriso';
@@ -29,8 +30,9 @@ export interface AssembleIsoOptions {
 /** Paths inside the ISO9660 tree. */
 export const ISO_PATHS = {
   uki: '/EFI/Linux/uki.efi',
-  markerDir: '/EFI/uki-on-demand',
   efiImage: '/EFI/uki-on-demand/efiboot.img',
+  // Alone in its directory, so that its name never changes the order of directory records.
+  markerDir: '/EFI/uki-on-demand/marker',
 } as const;
 
 // Only what the embedded script needs: filesystems and partition maps to find the marker,
@@ -39,9 +41,13 @@ const GRUB_MODULES = ['fat', 'iso9660', 'part_gpt', 'part_msdos', 'search', 'sea
 
 // Fixed timestamps make identical inputs give identical images (xorriso and mtools both honour it).
 const SOURCE_DATE_EPOCH = '946684800'; // 2000-01-01T00:00:00Z
+const toolEnv = { SOURCE_DATE_EPOCH };
 
 // Recognisable and unlike any real UKI: the splice step finds the placeholder's extent by content.
 const PLACEHOLDER = Buffer.from('uki-on-demand placeholder for the UKI, replaced after xorriso has run\n'.repeat(29).slice(0, 2048));
+
+// 1 MiB of FAT12: GRUB with these modules is 300-370 KiB, so there is room for more modules.
+const EFI_IMAGE_SECTORS = 2048;
 
 const MAX_VOLUME_ID = 32;
 
@@ -68,8 +74,6 @@ export function grubScript(volumeId: string): string {
   ].join('\n');
 }
 
-const toolEnv = { SOURCE_DATE_EPOCH };
-
 /** Builds GRUB for `arch` with the embedded script, as the standalone EFI program `efiPath`. */
 export async function buildGrubEfi(arch: Arch, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
   const tools = archTools(arch);
@@ -82,29 +86,143 @@ export async function buildGrubEfi(arch: Arch, volumeId: string, efiPath: string
   );
 }
 
-// 1 MiB of FAT12: GRUB with these modules is 300-370 KiB, so there is room for more modules.
-const EFI_IMAGE_SECTORS = 2048;
-
 /**
  * The El Torito EFI boot image, which is also the EFI system partition when the ISO is a disk:
  * a FAT image holding \EFI\BOOT\<loader>. Formatting runs while GRUB is being built.
  */
 export async function buildEfiBootImage(arch: Arch, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
-  const tree = join(dir, 'esp');
-  await rm(outPath, { force: true });
-  const image = ['-i', outPath];
-  const bootDir = join(tree, 'EFI', 'BOOT');
-  await mkdir(bootDir, { recursive: true });
-  await Promise.all([
-    buildGrubEfi(arch, volumeId, join(bootDir, archTools(arch).efiBootName), dir, signal),
-    runTool(COMMON_TOOLS.mformat, ['-C', ...image, '-T', String(EFI_IMAGE_SECTORS), '-h', '2', '-s', '32', '-N', '0', '-v', 'UKIBOOT', '::'], { signal, env: toolEnv }),
-  ]);
-  await runTool(COMMON_TOOLS.mcopy, ['-s', ...image, join(tree, 'EFI'), '::/'], { signal, env: toolEnv });
+  // A tree of its own: mcopy -s copies whatever it holds.
+  const tree = await mkdtemp(join(dir, 'esp-'));
+  try {
+    await rm(outPath, { force: true });
+    const image = ['-i', outPath];
+    const bootDir = join(tree, 'EFI', 'BOOT');
+    await mkdir(bootDir, { recursive: true });
+    await Promise.all([
+      buildGrubEfi(arch, volumeId, join(bootDir, archTools(arch).efiBootName), dir, signal),
+      runTool(COMMON_TOOLS.mformat, ['-C', ...image, '-T', String(EFI_IMAGE_SECTORS), '-h', '2', '-s', '32', '-N', '0', '-v', 'UKIBOOT', '::'], { signal, env: toolEnv }),
+    ]);
+    await runTool(COMMON_TOOLS.mcopy, ['-s', ...image, join(tree, 'EFI'), '::/'], { signal, env: toolEnv });
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
+}
+
+/** Builds the ISO with xorriso, from scratch, with `ukiPath` as the UKI. */
+export async function buildIsoWithXorriso(arch: Arch, volumeId: string, ukiPath: string, outPath: string, workDir: string, signal?: AbortSignal): Promise<void> {
+  const id = isoVolumeId(volumeId);
+  const dir = await mkdtemp(join(workDir, 'xorriso-'));
+  try {
+    const efiImage = join(dir, 'efiboot.img');
+    const marker = join(dir, 'marker');
+    await Promise.all([buildEfiBootImage(arch, id, dir, efiImage, signal), writeFile(marker, `${id}\n`)]);
+    await rm(outPath, { force: true });
+    await runTool(
+      COMMON_TOOLS.xorriso,
+      [
+        // Syncing every few MiB to a file that is fsynced at publish only slows the build down.
+        '-stdio_sync', 'off',
+        // Every file gets the same date, whatever the mtime of its source: the UKI's file date is
+        // then the same whether xorriso copies it or it is spliced in.
+        '-volume_date', 'all_file_dates', `=${SOURCE_DATE_EPOCH}`,
+        '-as', 'mkisofs',
+        '-quiet',
+        '-iso-level', '3',
+        // Rock Ridge with rationalized owners and modes (root, read-only): nothing of the build
+        // host's users or directory permissions ends up in the image.
+        '-r',
+        '-V', id,
+        '-graft-points',
+        '-e', ISO_PATHS.efiImage,
+        '-no-emul-boot',
+        // The same FAT image doubles as the EFI system partition when the ISO is a disk.
+        '-efi-boot-part', '--efi-boot-image',
+        // The UKI's data goes last, so that splicing only moves what follows it.
+        '--sort-weight', '-1', ISO_PATHS.uki,
+        '-o', outPath,
+        `${ISO_PATHS.efiImage}=${efiImage}`,
+        `${markerPath(id)}=${marker}`,
+        `${ISO_PATHS.uki}=${ukiPath}`,
+      ],
+      { signal, env: toolEnv },
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The template for `volumeId` made by xorriso itself (GRUB, FAT image, marker, placeholder UKI). */
+export async function freshTemplate(arch: Arch, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
+  const dir = await mkdtemp(join(workDir, 'template-'));
+  try {
+    const placeholder = join(dir, 'placeholder');
+    const iso = join(dir, 'template.iso');
+    await writeFile(placeholder, PLACEHOLDER);
+    await buildIsoWithXorriso(arch, volumeId, placeholder, iso, dir, signal);
+    return await readFile(iso);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**
- * An ISO made up to the point where only the UKI is missing: GRUB, the FAT image, the marker and,
- * for the splice method, xorriso's template. Lets the caller build it while the UKI is written.
+ * Templates for two volume ids of the same length differ only where the id is written (volume
+ * descriptor, marker name and content, GRUB's script inside the FAT image). One template per
+ * architecture and id length is kept with the byte positions that spell the id, found by
+ * building it for two ids that differ in every character; any other difference disables reuse.
+ */
+interface ReusableTemplate {
+  image: Buffer;
+  /** [offset in image, index in the volume id] */
+  idBytes: Array<[number, number]>;
+}
+
+const templateCache = new Map<string, Promise<ReusableTemplate | null>>();
+const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_';
+
+async function reusableTemplate(arch: Arch, length: number, workDir: string): Promise<ReusableTemplate | null> {
+  // Distinct characters, so that a byte's value tells which character of the id it is; the
+  // second id is the first one rotated, so that the two differ at every position.
+  const first = ID_CHARS.slice(0, length);
+  const second = length === 1 ? 'B' : first.slice(1) + first[0];
+  // No cancellation signal: other builds may be waiting for the same template.
+  const [a, b] = [await freshTemplate(arch, first, workDir), await freshTemplate(arch, second, workDir)];
+  if (a.length !== b.length) return null;
+  const idBytes: Array<[number, number]> = [];
+  for (let offset = 0; offset < a.length; offset++) {
+    if (a[offset] === b[offset]) continue;
+    const index = first.indexOf(String.fromCharCode(a[offset]!));
+    if (index < 0 || b[offset] !== second.charCodeAt(index)) return null;
+    idBytes.push([offset, index]);
+  }
+  return { image: a, idBytes };
+}
+
+/** The splice template for `volumeId`: reused when possible, otherwise made by xorriso. */
+export async function templateFor(arch: Arch, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
+  const id = isoVolumeId(volumeId);
+  if (id.length <= ID_CHARS.length) {
+    const key = `${arch}:${id.length}`;
+    let cached = templateCache.get(key);
+    if (cached === undefined) {
+      cached = reusableTemplate(arch, id.length, workDir);
+      templateCache.set(key, cached);
+      cached.then((t) => t === null && templateCache.delete(key), () => templateCache.delete(key));
+    }
+    const template = await cached.catch(() => null);
+    throwIfAborted(signal);
+    if (template !== null) {
+      const image = Buffer.from(template.image);
+      for (const [offset, index] of template.idBytes) image[offset] = id.charCodeAt(index);
+      return image;
+    }
+  }
+  return freshTemplate(arch, id, workDir, signal);
+}
+
+/**
+ * An ISO made up to the point where only the UKI is missing. Lets the caller get the template
+ * ready while the UKI is being written.
  */
 export interface PreparedIso {
   /** Writes the ISO around `ukiPath`; may be called once. */
@@ -125,19 +243,7 @@ export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'out
   const dir = await mkdtemp(join(opts.workDir, 'iso-'));
   const dispose = () => rm(dir, { recursive: true, force: true });
   try {
-    const efiImage = join(dir, 'efiboot.img');
-    await buildEfiBootImage(opts.arch, volumeId, dir, efiImage, opts.signal);
-    const marker = join(dir, 'marker');
-    await writeFile(marker, `${volumeId}\n`);
-    const files = { volumeId, efiImage, marker };
-    let template: Buffer | null = null;
-    if ((opts.method ?? 'splice') === 'splice') {
-      const placeholder = join(dir, 'placeholder');
-      const templatePath = join(dir, 'template.iso');
-      await writeFile(placeholder, PLACEHOLDER);
-      await runXorriso({ ...files, uki: placeholder, outPath: templatePath, signal: opts.signal });
-      template = await readFile(templatePath);
-    }
+    const template = (opts.method ?? 'splice') === 'splice' ? await templateFor(opts.arch, volumeId, dir, opts.signal) : null;
     return {
       dispose,
       async finish(ukiPath, outPath, options = {}) {
@@ -154,7 +260,7 @@ export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'out
               await rm(outPath, { force: true });
             }
           }
-          await runXorriso({ ...files, uki: ukiPath, outPath, signal });
+          await buildIsoWithXorriso(opts.arch, volumeId, ukiPath, outPath, dir, signal);
           return options.digest ? await digestFile(outPath) : { bytes: (await stat(outPath)).size };
         } catch (err) {
           await rm(outPath, { force: true });
@@ -180,43 +286,4 @@ export async function assembleIso(opts: AssembleIsoOptions & { digest?: boolean 
     await rm(opts.outPath, { force: true });
     throw err;
   }
-}
-
-async function runXorriso(args: {
-  volumeId: string;
-  efiImage: string;
-  marker: string;
-  uki: string;
-  outPath: string;
-  signal?: AbortSignal;
-}): Promise<void> {
-  await runTool(
-    COMMON_TOOLS.xorriso,
-    [
-      // Syncing every few MiB to a file that is fsynced at publish only slows the build down.
-      '-stdio_sync', 'off',
-      // Every file gets the same date, whatever the mtime of its source: the UKI's file date is
-      // then the same whether xorriso copies it or it is spliced in.
-      '-volume_date', 'all_file_dates', `=${SOURCE_DATE_EPOCH}`,
-      '-as', 'mkisofs',
-      '-quiet',
-      '-iso-level', '3',
-      // Rock Ridge with rationalized owners and modes (root, read-only): nothing of the build
-      // host's users or directory permissions ends up in the image.
-      '-r',
-      '-V', args.volumeId,
-      '-graft-points',
-      '-e', ISO_PATHS.efiImage,
-      '-no-emul-boot',
-      // The same FAT image doubles as the EFI system partition when the ISO is a disk.
-      '-efi-boot-part', '--efi-boot-image',
-      // The UKI's data goes last, so that splicing only moves what follows it.
-      '--sort-weight', '-1', ISO_PATHS.uki,
-      '-o', args.outPath,
-      `${ISO_PATHS.efiImage}=${args.efiImage}`,
-      `${markerPath(args.volumeId)}=${args.marker}`,
-      `${ISO_PATHS.uki}=${args.uki}`,
-    ],
-    { signal: args.signal, env: toolEnv },
-  );
 }

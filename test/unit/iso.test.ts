@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assembleArtifacts } from '../../src/image/artifacts.js';
 import { writeInitramfs } from '../../src/image/initramfs.js';
-import { assembleIso, grubScript, isoVolumeId, markerPath } from '../../src/image/iso.js';
+import { assembleIso, freshTemplate, grubScript, isoVolumeId, markerPath, templateFor } from '../../src/image/iso.js';
 import { buildOverlay } from '../../src/image/overlay.js';
 import { assembleUki } from '../../src/image/uki.js';
 import { IsoLayoutError, planSplice } from '../../src/image/iso-splice.js';
@@ -69,9 +69,9 @@ describe('ISO naming', () => {
   });
 
   it('makes GRUB find the image by its own marker, then chainload the UKI', () => {
-    expect(markerPath('uod_1')).toBe('/EFI/uki-on-demand/UOD_1');
+    expect(markerPath('uod_1')).toBe('/EFI/uki-on-demand/marker/UOD_1');
     expect(grubScript('uod_1')).toBe(
-      'search --no-floppy --set=root --file /EFI/uki-on-demand/UOD_1\nchainloader /EFI/Linux/uki.efi\nboot\n',
+      'search --no-floppy --set=root --file /EFI/uki-on-demand/marker/UOD_1\nchainloader /EFI/Linux/uki.efi\nboot\n',
     );
   });
 });
@@ -103,8 +103,8 @@ describe('assembleIso', () => {
 
       expect(await listFiles(outPath)).toEqual([
         '/EFI/Linux/uki.efi',
-        `/EFI/uki-on-demand/${volumeId}`,
         '/EFI/uki-on-demand/efiboot.img',
+        `/EFI/uki-on-demand/marker/${volumeId}`,
       ]);
       expect(await xorrisoReport(outPath, '-pvd_info')).toMatch(new RegExp(`Volume Id\\s*:\\s*${volumeId}`));
       expect((await extract(outPath, '/EFI/Linux/uki.efi', join(dir, 'x-uki'))).equals(await readFile(ukiPath))).toBe(true);
@@ -134,6 +134,16 @@ describe('assembleIso', () => {
       ]);
     });
   }
+
+  it('reuses templates with the same bytes as xorriso makes for each volume id', async () => {
+    // Build ids as the service makes them, and the shortest and longest ids.
+    const ids = [['amd64', 'UOD_0123456789ABCDEF'], ['amd64', 'UOD_FEDCBA9876543210'], ['arm64', 'A'], ['amd64', '9_'.repeat(16)]] as const;
+    for (const [arch, volumeId] of ids) {
+      const reused = await templateFor(arch, volumeId, dir);
+      const fresh = await freshTemplate(arch, volumeId, dir);
+      expect(reused.equals(fresh), `${arch} ${volumeId}`).toBe(true);
+    }
+  });
 
   it('gives byte for byte what xorriso gives when it copies the UKI itself', async () => {
     for (const [arch, extra] of [['amd64', 0], ['amd64', 2048 - 1], ['arm64', 1], ['amd64', 1024 * 1024 + 2048]] as const) {
