@@ -75,6 +75,22 @@ security=${EPHEMERAL_SECURITY_MIRROR:-$(host_sources | awk -v s="$suite-security
 components="main non-free-firmware"
 log "mirror $mirror, security $security"
 
+# --- foreign architecture: maintainer scripts run through qemu-user (binfmt_misc) -----------------
+
+qemu_arch=$(case $arch in amd64) echo x86_64 ;; arm64) echo aarch64 ;; esac)
+if [ "$arch" != "$(dpkg --print-architecture)" ] && [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$qemu_arch" ]; then
+    conf=/usr/lib/binfmt.d/qemu-$qemu_arch.conf
+    [ -f "$conf" ] || die "no $conf: install qemu-user-static to build for $arch"
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+            die "cannot mount binfmt_misc: building for $arch needs it (a privileged container or the host)"
+    fi
+    # The F flag opens the interpreter now, so it also works inside the chroot.
+    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$conf" > /proc/sys/fs/binfmt_misc/register ||
+        die "cannot register qemu-$qemu_arch with binfmt_misc"
+    log "registered qemu-$qemu_arch with binfmt_misc"
+fi
+
 # --- kernel: modules come from the same package as <outdir>/vmlinuz-<arch> ------------------------
 
 "$here/../fetch-kernel.sh" "$arch" "$outdir" "$workdir" >/dev/null

@@ -1,0 +1,252 @@
+// End to end for the ephemeral OS (base-artifacts/ephemeral): the service builds a UKI from
+// vmlinuz-amd64 + initramfs-amd64.img + a NoCloud overlay, QEMU + OVMF boots the served UKI on a
+// machine with two NICs and three disks of known serials, and the tests talk to it as the
+// orchestrator would. Inspection: no network-config, DHCP on every NIC, the checkin reaches the
+// service, SSH by key only, instance-id and hw-inventory (validated against its JSON Schema).
+// Provisioning: a static network-config matched by MAC; dhcp-discover and checkin stand aside.
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import Ajv2020Module from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { bootVm, serialConsole, type RunningVm } from '../support/qemu.js';
+import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+
+const run = promisify(execFile);
+// CommonJS packages with a default export: under NodeNext the class sits on .default.
+const Ajv2020 = Ajv2020Module.default;
+const addFormats = addFormatsModule.default;
+
+const ARCH = 'amd64' as const;
+const GUEST_SERVICE = '10.0.2.100';
+const LOG_DIR = path.join(REPO, 'test-results/e2e');
+const SCHEMA = path.join(REPO, 'base-artifacts/ephemeral/hw-inventory.schema.json');
+// The first NIC's MAC as test/support/qemu.ts assigns it (checked against vm.macs after boot): the
+// provisioning network-config has to name it before the machine exists.
+const FIRST_MAC = '52:54:00:75:6f:10';
+const DISKS = [
+  { kind: 'scsi-hd' as const, sizeMiB: 64, serial: 'SCSI-SER-0001', wwn: '0x5000c500a1b2c3d4' },
+  { kind: 'nvme' as const, sizeMiB: 64, serial: 'NVME-SER-0002' },
+  { kind: 'virtio-blk' as const, sizeMiB: 64, serial: 'VBLK-SER-0003' },
+];
+const SMBIOS_SERIAL = 'UOD-EPHEMERAL-0042';
+// Under TCG on a shared 2-core machine SSH comes up 40-150 s after QEMU starts.
+const BOOT_MS = 360_000;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+interface Ssh {
+  (command: string, extraOptions?: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+function sshTo(port: number, key: string): Ssh {
+  return async (command, extraOptions = []) => {
+    const args = [
+      '-p', String(port), '-i', key,
+      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+      '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR',
+      ...extraOptions, 'root@127.0.0.1', command,
+    ];
+    try {
+      const { stdout, stderr } = await run('ssh', args, { timeout: 60_000, maxBuffer: 16 << 20 });
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  };
+}
+
+async function until<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
+
+describe.skipIf(!ready)('ephemeral OS booted from what the service built', () => {
+  let svc: InProcessService;
+  let servicePort: number;
+  let key: string;
+  let publicKey: string;
+
+  beforeAll(async () => {
+    svc = await startInProcess();
+    servicePort = Number(new URL(svc.url).port);
+    fs.mkdirSync(LOG_DIR, { recursive: true });
+    key = path.join(tempDir('ssh'), 'id_ed25519');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'uod-e2e', '-f', key]);
+    publicKey = fs.readFileSync(`${key}.pub`, 'utf8').trim();
+  });
+  afterAll(() => svc?.close());
+
+  /** Builds through the API, downloads the UKI from its artifact URL and boots it. */
+  async function buildAndBoot(name: string, files: object[], sshPort: number): Promise<RunningVm> {
+    const submitted = await api(`${svc.url}/api/v1/builds`, {
+      method: 'POST',
+      json: {
+        kernel: `vmlinuz-${ARCH}`,
+        initramfs: `initramfs-${ARCH}.img`,
+        cmdline: `console=${serialConsole(ARCH)}`,
+        architecture: ARCH,
+        files,
+        dirOverrides: [{ path: '/root/.ssh', mode: '0700' }],
+      },
+    });
+    expect(submitted.status, submitted.text).toBe(202);
+    const build = await waitForBuild(svc.url, submitted.body.id, 300_000);
+    expect(build.state, build.error).toBe('completed');
+
+    const uki = path.join(tempDir(`uki-${name}`), 'uki.efi');
+    const res = await fetch(build.artifacts.ukiUrl);
+    expect(res.status).toBe(200);
+    fs.writeFileSync(uki, Buffer.from(await res.arrayBuffer()));
+
+    return bootVm({
+      arch: ARCH,
+      media: { kind: 'kernel', path: uki },
+      memoryMiB: 1536,
+      cpus: 2,
+      extraNics: 1,
+      disks: DISKS,
+      smbiosSerial: SMBIOS_SERIAL,
+      guestfwd: [{ guestAddr: GUEST_SERVICE, guestPort: 80, hostPort: servicePort }],
+      hostfwd: [{ hostPort: sshPort, guestPort: 22 }],
+      timeoutMs: BOOT_MS + 120_000,
+      serialLog: path.join(LOG_DIR, `ephemeral-${name}.log`),
+    });
+  }
+
+  test('inspection: DHCP everywhere, checkin, key-only SSH, instance-id and a schema-valid hw-inventory', async () => {
+    const id = randomUUID();
+    const sshPort = await freePort();
+    expect((await api(`${svc.url}/api/v1/checkins/${id}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
+
+    const vm = await buildAndBoot('inspection', [
+      { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${id}\nlocal-hostname: inspect-${id.slice(0, 8)}\n`), mode: '0644' },
+      // the key arrives through user-data here, through /root/.ssh/authorized_keys in provisioning
+      { path: '/var/lib/cloud/seed/nocloud/user-data', contentBase64: b64(`#cloud-config\nssh_authorized_keys:\n  - ${publicKey}\n`), mode: '0644' },
+      { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`http://${GUEST_SERVICE}/api/v1/checkins/${id}\n`), mode: '0644' },
+      { path: '/usr/local/bin/python', linkTarget: '/usr/bin/python3' },
+    ], sshPort);
+    try {
+      const addresses = await until('checkin with addresses', BOOT_MS, async () => {
+        const res = await api(`${svc.url}/api/v1/checkins/${id}`);
+        return res.status === 200 && res.body.addresses.length > 0 ? (res.body.addresses as string[]) : undefined;
+      });
+      // both NICs got a lease: 10.0.2.15 on the first user network, 10.0.3.15 on the second
+      expect([...addresses].sort()).toEqual(['10.0.2.15', '10.0.3.15']);
+      expect(vm.macs[0]).toBe(FIRST_MAC);
+
+      const ssh = sshTo(sshPort, key);
+      // addresses are reported only once sshd runs (checkin.service is ordered after ssh.service)
+      const instance = await ssh('cat /var/lib/cloud/data/instance-id');
+      expect(instance.code, instance.stderr).toBe(0);
+      expect(instance.stdout.trim()).toBe(id);
+
+      const password = await ssh('true', ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=password,keyboard-interactive']);
+      expect(password.code).toBe(255);
+      expect(password.stderr).toMatch(/Permission denied \(publickey\)/);
+
+      const inv = await ssh(`hw-inventory ${id}`);
+      expect(inv.code, inv.stderr).toBe(0);
+      const inventory = JSON.parse(inv.stdout);
+      const ajv = new Ajv2020({ allErrors: true, strict: true });
+      addFormats(ajv);
+      const validate = ajv.compile(JSON.parse(fs.readFileSync(SCHEMA, 'utf8')));
+      expect(validate(inventory), ajv.errorsText(validate.errors)).toBe(true);
+
+      expect(inventory.instance_id).toBe(id);
+      expect(inventory.system.serial).toBe(SMBIOS_SERIAL);
+      expect(inventory.firmware.uefi).toBe(true);
+      expect(inventory.cpus.threads).toBe(2);
+      const disks = Object.fromEntries(inventory.disks.map((d: any) => [d.serial, d]));
+      for (const d of DISKS) expect(disks[d.serial], `disk ${d.serial}`).toBeDefined();
+      expect(disks['SCSI-SER-0001'].wwn).toBe('0x5000c500a1b2c3d4');
+      expect(disks['SCSI-SER-0001'].by_id).toContain('wwn-0x5000c500a1b2c3d4');
+      expect(disks['VBLK-SER-0003'].by_id).toContain('virtio-VBLK-SER-0003');
+      expect(disks['NVME-SER-0002'].by_id.some((l: string) => l.includes('NVME-SER-0002'))).toBe(true);
+      const nics = inventory.nics.map((n: any) => [n.mac, n.driver, n.link]);
+      expect(nics).toEqual(vm.macs.map((mac) => [mac, 'virtio_net', true]));
+      expect(inventory.nics.every((n: any) => /^0000:00:[0-9a-f]{2}\.0$/.test(n.pci_address))).toBe(true);
+
+      const console = vm.output();
+      expect(console).toMatch(/dhcp-discover: no network-config: DHCP on every physical NIC/);
+      expect(console).toMatch(/checkin: PUT \{"addresses":\[[^\]]*"10\.0\.2\.15"[^\]]*\]\} -> 204/);
+    } finally {
+      await vm.kill();
+    }
+  }, BOOT_MS + 300_000);
+
+  test('provisioning: static address from network-config, no DHCP job, no checkin', async () => {
+    const id = randomUUID();
+    const sshPort = await freePort();
+    // User networking hands out 10.0.2.15 and forwards to it: the static address must be that one.
+    const networkConfig = [
+      'version: 2',
+      'ethernets:',
+      '  primary:',
+      '    match:',
+      `      macaddress: "${FIRST_MAC}"`,
+      '    set-name: prov0',
+      '    addresses: [10.0.2.15/24]',
+      '    routes:',
+      '      - to: default',
+      '        via: 10.0.2.2',
+      '    nameservers:',
+      '      addresses: [10.0.2.3]',
+      '',
+    ].join('\n');
+
+    const vm = await buildAndBoot('provisioning', [
+      { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${id}\nlocal-hostname: prov-${id.slice(0, 8)}\n`), mode: '0644' },
+      { path: '/var/lib/cloud/seed/nocloud/user-data', contentBase64: b64('#cloud-config\n{}\n'), mode: '0644' },
+      { path: '/var/lib/cloud/seed/nocloud/network-config', contentBase64: b64(networkConfig), mode: '0644' },
+      { path: '/root/.ssh/authorized_keys', contentBase64: b64(`${publicKey}\n`), mode: '0600' },
+    ], sshPort);
+    try {
+      expect(vm.macs[0]).toBe(FIRST_MAC);
+      const ssh = sshTo(sshPort, key);
+      const instance = await until('SSH on the static address', BOOT_MS, async () => {
+        const r = await ssh('cat /var/lib/cloud/data/instance-id');
+        return r.code === 0 ? r.stdout.trim() : undefined;
+      });
+      expect(instance).toBe(id);
+
+      const state = await ssh('ip -4 -j addr show; echo ---; ip -4 route show default; echo ---; ls /etc/systemd/network');
+      expect(state.code, state.stderr).toBe(0);
+      const [addrJson, route, networkFiles] = state.stdout.split('---\n');
+      const links = JSON.parse(addrJson!) as Array<{ ifname: string; address?: string; addr_info: Array<{ local: string }> }>;
+      const configured = Object.fromEntries(links.map((l) => [l.ifname, l.addr_info.map((a) => a.local)]));
+      expect(configured.prov0).toEqual(['10.0.2.15']);
+      // the second NIC is not in the network-config and nobody else configures it
+      expect(Object.values(configured).flat().sort()).toEqual(['10.0.2.15', '127.0.0.1']);
+      expect(route).toMatch(/^default via 10\.0\.2\.2 dev prov0/);
+      expect(networkFiles).not.toMatch(/dhcp-discover/);
+
+      const console = vm.output();
+      expect(console).toMatch(/dhcp-discover: network-config present, nothing to do/);
+      await vm.waitForLine(/checkin: no \/var\/lib\/cloud\/seed\/nocloud\/checkin-url, nothing to do/, 60_000);
+    } finally {
+      await vm.kill();
+    }
+  }, BOOT_MS + 300_000);
+});
