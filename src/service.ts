@@ -17,6 +17,21 @@ import { formatHostPort, type ServiceConfig } from './config.js';
 import { missingTools } from './image/tools.js';
 import { Metrics } from './metrics.js';
 
+/**
+ * How long shutdown waits for in-flight responses (a BMC mid-download) before cutting them. Virtual
+ * media retries its Range reads against the restarted service.
+ */
+export const SHUTDOWN_DRAIN_MS = 10_000;
+
+async function closeWithin(app: FastifyInstance, ms: number): Promise<void> {
+  const timer = setTimeout(() => app.server.closeAllConnections(), ms);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface RunningService {
   /** Bound addresses, e.g. { http: "127.0.0.1:8080", https: null }. */
   addresses: { http: string; https: string | null };
@@ -101,7 +116,7 @@ export async function startService(
       checkins,
       close: () =>
         (closing ??= (async () => {
-          await Promise.all(apps.map((a) => a.close()));
+          await Promise.all(apps.map((a) => closeWithin(a, SHUTDOWN_DRAIN_MS)));
           await registry.shutdown();
           await artifacts.closeAll();
           await checkins.close();

@@ -5,7 +5,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { BaseArtifactError } from '../catalog/base-artifacts.js';
 import { RequestError } from '../builds/request.js';
 import { QueueFullError } from '../builds/queue.js';
-import { StorageError } from '../builds/registry.js';
+import { StorageError } from '../storage/errors.js';
 import { CheckinRequestError } from '../checkins/checkin-request.js';
 
 export class HttpError extends Error {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
 import { isAtomicTemp, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
+import { StorageError } from '../storage/errors.js';
 import { BUILD_ID, computeBuildId } from './build-id.js';
 import { ARTIFACT_FILES, type ArtifactKind, type BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
@@ -31,8 +32,6 @@ export interface BuildRecord {
   artifacts?: Record<ArtifactKind, PublishedArtifact>;
 }
 
-/** Raised when the data directory cannot take a new record (disk full, permissions). */
-export class StorageError extends Error {}
 
 export interface BuildObserver {
   finished(state: 'completed' | 'failed', seconds: number): void;
@@ -122,13 +121,23 @@ export class BuildRegistry {
     // find this entry and share the build.
     const ticket = this.deps.queue.reserve();
     const record: BuildRecord = { id, state: 'pending', createdAt: new Date().toISOString(), request, bases };
+    const previous = this.entries.get(id);
     const entry: Entry = { record, persisted: this.persist(record) };
     this.entries.set(id, entry);
     try {
       await entry.persisted;
     } catch (err) {
       ticket.cancel();
-      if (this.entries.get(id) === entry) this.entries.delete(id);
+      if (this.entries.get(id) === entry) {
+        // Leave memory and disk as they were: the earlier failed record (its build.json was not
+        // replaced, the atomic write failed before its rename), or nothing at all.
+        if (previous) {
+          this.entries.set(id, previous);
+        } else {
+          this.entries.delete(id);
+          await fs.rm(path.join(this.buildsDir, id), { recursive: true, force: true }).catch(() => {});
+        }
+      }
       throw new StorageError(`cannot record the build: ${(err as Error).message}`);
     }
     this.deps.logger.info({ buildId: id }, 'build accepted');

@@ -1,10 +1,12 @@
 // Checkin records: the rendezvous between the orchestrator (registers an id) and a booted server (PUTs
-// its addresses). Every change is appended to a journal before it is acknowledged, so a restart in the
-// middle of an inspection keeps the registration; changes arriving together share one write.
+// its addresses). Every change is appended to a journal and only then applied and acknowledged, so a
+// restart in the middle of an inspection keeps the registration and a failed write changes nothing;
+// changes arriving together share one write.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../storage/atomic-file.js';
+import { StorageError } from '../storage/errors.js';
 
 export interface CheckinRecord {
   id: string;
@@ -14,14 +16,22 @@ export interface CheckinRecord {
 
 type JournalOp = { op: 'set'; record: CheckinRecord } | { op: 'delete'; id: string } | { op: 'purge' };
 
+interface PendingChange {
+  line: string;
+  op: JournalOp;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 const JOURNAL = 'checkins.jsonl';
 
 export class CheckinRegistry {
   private readonly records = new Map<string, CheckinRecord>();
   private readonly file: string;
   private journal: fs.FileHandle | null = null;
-  private pending: string[] = [];
-  private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Bytes of the journal that hold complete, acknowledged lines. */
+  private journalBytes = 0;
+  private pending: PendingChange[] = [];
   private flushing: Promise<void> | null = null;
   private journalLines = 0;
 
@@ -41,26 +51,25 @@ export class CheckinRegistry {
     return [...this.records.values()];
   }
 
-  /** Creates the id, or resets it to the given addresses if it exists. */
+  /** Creates the id, or resets it to the given addresses if it exists. Throws StorageError if it can't be recorded. */
   register(id: string, addresses: string[]): Promise<void> {
-    return this.set({ id, addresses, timestamp: new Date().toISOString() });
+    return this.append({ op: 'set', record: { id, addresses, timestamp: new Date().toISOString() } });
   }
 
   /** Updates a registered id; false (and nothing written) if it was never registered. */
   async update(id: string, addresses: string[]): Promise<boolean> {
     if (!this.records.has(id)) return false;
-    await this.set({ id, addresses, timestamp: new Date().toISOString() });
+    await this.append({ op: 'set', record: { id, addresses, timestamp: new Date().toISOString() } });
     return true;
   }
 
   async delete(id: string): Promise<boolean> {
-    if (!this.records.delete(id)) return false;
+    if (!this.records.has(id)) return false;
     await this.append({ op: 'delete', id });
     return true;
   }
 
   async purge(): Promise<void> {
-    this.records.clear();
     await this.append({ op: 'purge' });
   }
 
@@ -79,9 +88,7 @@ export class CheckinRegistry {
       } catch {
         continue; // a line torn by a crash mid-write was never acknowledged
       }
-      if (op.op === 'set') this.records.set(op.record.id, op.record);
-      else if (op.op === 'delete') this.records.delete(op.id);
-      else if (op.op === 'purge') this.records.clear();
+      this.apply(op);
     }
     await this.compact();
     this.deps.logger.info({ checkins: this.records.size }, 'checkin records loaded');
@@ -93,43 +100,68 @@ export class CheckinRegistry {
     this.journal = null;
   }
 
-  private set(record: CheckinRecord): Promise<void> {
-    this.records.set(record.id, record);
-    return this.append({ op: 'set', record });
+  /** The one place a change reaches memory: at load (replay) and after its journal write succeeded. */
+  private apply(op: JournalOp): void {
+    if (op.op === 'set') this.records.set(op.record.id, op.record);
+    else if (op.op === 'delete') this.records.delete(op.id);
+    else if (op.op === 'purge') this.records.clear();
   }
 
   private async compact(): Promise<void> {
-    await this.journal?.close();
-    const lines = [...this.records.values()].map((record) => JSON.stringify({ op: 'set', record }) + '\n');
-    await writeFileAtomic(this.file, lines.join(''));
-    this.journalLines = lines.length;
-    this.journal = await fs.open(this.file, 'a');
+    const snapshot = Buffer.from([...this.records.values()].map((record) => JSON.stringify({ op: 'set', record }) + '\n').join(''));
+    // The new file replaces the old by rename; until that succeeded the old journal stays in use.
+    await writeFileAtomic(this.file, snapshot);
+    const previous = this.journal;
+    // r+ with explicit positions (not O_APPEND): a failed write can be cut back off with truncate.
+    this.journal = await fs.open(this.file, 'r+');
+    await previous?.close();
+    this.journalLines = this.records.size;
+    this.journalBytes = snapshot.length;
   }
 
   private append(op: JournalOp): Promise<void> {
-    this.pending.push(JSON.stringify(op) + '\n');
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => this.pending.push({ line: JSON.stringify(op) + '\n', op, resolve, reject }));
     this.flushing ??= this.flushLoop();
     return done;
+  }
+
+  /** Writes all of `data` at the journal's end; a short write (disk full) continues or throws. */
+  private async writeAll(data: Buffer): Promise<void> {
+    const journal = this.journal;
+    if (!journal) throw new Error('checkin journal is not open');
+    let offset = 0;
+    while (offset < data.length) {
+      const { bytesWritten } = await journal.write(data, offset, data.length - offset, this.journalBytes + offset);
+      if (bytesWritten === 0) throw new Error('no space left on device (short write)');
+      offset += bytesWritten;
+    }
   }
 
   private async flushLoop(): Promise<void> {
     // Let every change queued in this turn of the event loop join the same write.
     await new Promise((r) => setImmediate(r));
     while (this.pending.length > 0) {
-      const batch = this.pending.join('');
-      const waiters = this.waiters;
-      this.journalLines += this.pending.length;
+      const batch = this.pending;
       this.pending = [];
-      this.waiters = [];
+      const data = Buffer.from(batch.map((c) => c.line).join(''));
       try {
-        if (!this.journal) throw new Error('checkin journal is not open');
-        await this.journal.write(batch);
-        if (this.journalLines > 2 * this.records.size + 10_000) await this.compact();
-        for (const w of waiters) w.resolve();
+        await this.writeAll(data);
+        this.journalBytes += data.length;
+        this.journalLines += batch.length;
       } catch (err) {
+        // Cut off whatever part of the batch reached the file, so the next write starts on a line boundary.
+        await this.journal?.truncate(this.journalBytes).catch(() => {});
         this.deps.logger.error({ err }, 'cannot write checkin journal');
-        for (const w of waiters) w.reject(err as Error);
+        const failure = new StorageError(`cannot record the checkin: ${(err as Error).message}`);
+        for (const c of batch) c.reject(failure);
+        continue;
+      }
+      for (const c of batch) {
+        this.apply(c.op);
+        c.resolve();
+      }
+      if (this.journalLines > 2 * this.records.size + 10_000) {
+        await this.compact().catch((err) => this.deps.logger.warn({ err }, 'checkin journal compaction failed; will retry'));
       }
     }
     this.flushing = null;

@@ -63,7 +63,16 @@ export function parseCidr(text: string): Cidr {
   const bits = family === 4 ? 32 : 128;
   const prefix = Number(prefixText);
   if (prefix > bits) throw new Error(`"${text}": prefix longer than ${bits} bits`);
-  const value = addressValue(addr)!.value;
+  // The literal's own value: addressValue() would already have unwrapped a mapped address.
+  const value = family === 4 ? v4ToBigInt(addr) : v6ToBigInt(addr.replace(/%.*$/, '').toLowerCase());
+  if (family === 6 && value >> 32n === 0xffffn) {
+    // ::ffff:a.b.c.d/N (or its hex spelling) names IPv4 clients, which are normalized to plain IPv4:
+    // keep the network in that family.
+    if (prefix < 96) throw new Error(`"${text}": an IPv4-mapped network needs a prefix of at least 96`);
+    const v4 = value & 0xffffffffn;
+    const dotted = [24n, 16n, 8n, 0n].map((shift) => String((v4 >> shift) & 0xffn)).join('.');
+    return { ...parseCidr(`${dotted}/${prefix - 96}`), text: withPrefix };
+  }
   const hostMask = (1n << BigInt(bits - prefix)) - 1n;
   if ((value & hostMask) !== 0n) {
     throw new Error(`"${text}" has host bits set (network address expected)`);

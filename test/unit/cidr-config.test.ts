@@ -85,3 +85,19 @@ describe('configuration', () => {
     }
   });
 });
+
+describe('IPv4-mapped networks in the trusted list', () => {
+  test('::ffff:10.0.0.0/104 trusts the IPv4 clients it names, and not IPv6 ones', () => {
+    const list = parseCidrList('::ffff:10.0.0.0/104');
+    expect(isAddressIn('10.9.8.7', list)).toBe(true);
+    expect(isAddressIn('::ffff:10.9.8.7', list)).toBe(true);
+    expect(isAddressIn('11.0.0.1', list)).toBe(false);
+    expect(isAddressIn('::10.9.8.7', list)).toBe(false);
+    expect(isAddressIn('10.1.1.1', parseCidrList('::ffff:a00:0/104'))).toBe(true);
+    expect(isAddressIn('192.0.2.1', parseCidrList('::ffff:0:0/96'))).toBe(true);
+  });
+  test('a mapped network shorter than /96 is refused', () => {
+    expect(() => parseCidr('::ffff:0.0.0.0/80')).toThrow(/not a valid CIDR|at least 96|host bits/);
+    expect(() => parseCidr('::ffff:0:0/80')).toThrow(/not a valid CIDR|at least 96|host bits/);
+  });
+});
