@@ -55,7 +55,7 @@ VITEST = node scripts/run-vitest.mjs
 
 test: deps node base-artifacts
 	npm run typecheck
-	$(VITEST) test/unit test/api test/e2e
+	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e
 
 test-unit: node
 	$(VITEST) test/unit test/api
@@ -64,7 +64,7 @@ test-e2e: deps node base-artifacts
 	$(VITEST) test/e2e
 
 test-reliability: deps node base-artifacts-tiny
-	$(VITEST) test/reliability
+	UOD_TEST_LABEL=reliability $(VITEST) test/reliability
 
 bench: deps build base-artifacts-tiny
 	node --expose-gc bench/run.mjs

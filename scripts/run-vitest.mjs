@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Runs vitest on the given paths and ends with one plain summary line ("vitest: N passed, N failed,
-// N skipped") that CI systems read; exits non-zero when anything failed or nothing ran.
+// N skipped") that CI systems read; exits non-zero when anything failed or nothing ran. The JSON report
+// is kept as test-results/vitest-<label>.json (label from UOD_TEST_LABEL) for scripts/test-summary.mjs.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const report = path.resolve('test-results/vitest.json');
+const report = path.resolve(`test-results/vitest-${process.env.UOD_TEST_LABEL ?? 'run'}.json`);
 fs.mkdirSync(path.dirname(report), { recursive: true });
 fs.rmSync(report, { force: true });
 const vitest = path.resolve('node_modules/vitest/vitest.mjs');
