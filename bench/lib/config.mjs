@@ -14,8 +14,9 @@ export function enabled(id) {
 
 export const CONFIG = QUICK
   ? {
-      buildRuns: 2, // per size, for the service and each baseline
+      buildRuns: 2, // B1: per size, for the service and each baseline
       scalingSizesMb: [30, 100, 200, 400],
+      scalingRuns: 2,
       seqPosts: 1000,
       burstRounds: 3,
       latencyRuns: 1,
@@ -36,20 +37,21 @@ export const CONFIG = QUICK
   : {
       buildRuns: 5,
       scalingSizesMb: [30, 100, 200, 400],
+      scalingRuns: 7,
       seqPosts: 1000,
       burstRounds: 10,
-      latencyRuns: 3,
+      latencyRuns: 5,
       fullGetSeconds: 5,
-      fullGetRuns: 3,
+      fullGetRuns: 5,
       rangeReads: 3000,
-      rangeRuns: 5,
+      rangeRuns: 7,
       headRequests: 20_000,
-      headRuns: 3,
+      headRuns: 5,
       putSeconds: 5,
-      putRuns: 3,
+      putRuns: 5,
       rssRuns: 3,
       listBuilds: 10_000,
       listCheckins: 10_000,
       listGets: 100,
-      listRuns: 3,
+      listRuns: 5,
     };

@@ -25,15 +25,20 @@ export async function runWrk(opts) {
   const handle = start('wrk', args);
   let stdout = '';
   let stderr = '';
+  let interrupt = null;
   handle.child.stdout.on('data', (d) => (stdout += d));
   handle.child.stderr.on('data', (d) => {
     stderr += d;
-    // wrk ignores SIGINT until its threads run; by the time the script signals, they do.
-    if (counted && stderr.includes('UOD_WRK_DONE')) handle.child.kill('SIGINT');
+    // wrk ignores SIGINT until just after its threads start: repeat until it has taken effect.
+    if (counted && !interrupt && stderr.includes('UOD_WRK_DONE')) {
+      handle.child.kill('SIGINT');
+      interrupt = setInterval(() => handle.child.kill('SIGINT'), 500);
+    }
   });
   const bound = setTimeout(() => stop(handle, 'SIGKILL', 1000), (seconds + 30) * 1000);
   const { code, signal } = await handle.exited;
   clearTimeout(bound);
+  clearInterval(interrupt);
   const line = stdout.split('\n').find((l) => l.startsWith('UOD_WRK_RESULT '));
   if (code !== 0 || !line) throw new Error(`wrk failed (${code ?? signal}):\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`);
   const r = JSON.parse(line.slice('UOD_WRK_RESULT '.length));

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
-import { buildRequest, fillerName, KERNEL_NAME, MiB, writeOverlayTree } from '../lib/fixtures.mjs';
+import { buildRequest, fillerName, KERNEL_NAME, writeOverlayTree } from '../lib/fixtures.mjs';
 import { BASE_DIR, BENCH, WORK } from '../lib/paths.mjs';
 import { runOk, settleDisk } from '../lib/proc.mjs';
 import { row } from '../lib/report.mjs';
@@ -50,27 +50,32 @@ async function timeFloor(srcDir, outDir) {
 }
 
 /**
- * Times `runs` cold builds of each size; with `baselines`, the script and the floor too, interleaved run
- * by run so that all three see the same machine. Returns { [mb]: { service: [s], server: [s], script, floor } }.
+ * Times `runs` cold builds of each size; with `baselines`, the script and the floor too. Sizes and
+ * measurements go round-robin (every run of every size, then the next run), so that drift in the
+ * machine's load reaches all of them alike. Returns { [mb]: { service: [s], server: [s], script, floor } }.
  */
 export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
   const overlayTree = writeOverlayTree(path.join(WORK, 'overlay-tree'));
   const out = {};
+  const floorSrc = {};
   for (const mb of sizesMb) {
-    const m = (out[mb] = { service: [], server: [], script: [], floor: [] });
+    out[mb] = { service: [], server: [], script: [], floor: [] };
     // Warm-up (not counted): the service hashes the new base once, every input reaches the page
     // cache, and its outputs become the floor's source bytes.
     ctx.log(`build ${mb} MB: warm-up`);
     const warm = await timeServiceBuild(svc, mb, { remove: false });
-    const floorSrc = path.join(WORK, `floor-src-${mb}`);
-    fs.rmSync(floorSrc, { recursive: true, force: true });
-    fs.mkdirSync(floorSrc, { recursive: true });
-    for (const f of ['uki.efi', 'boot.iso']) fs.copyFileSync(path.join(svc.dataDir, 'builds', warm.id, f), path.join(floorSrc, f));
+    floorSrc[mb] = path.join(WORK, `floor-src-${mb}`);
+    fs.rmSync(floorSrc[mb], { recursive: true, force: true });
+    fs.mkdirSync(floorSrc[mb], { recursive: true });
+    for (const f of ['uki.efi', 'boot.iso']) fs.copyFileSync(path.join(svc.dataDir, 'builds', warm.id, f), path.join(floorSrc[mb], f));
     await deleteBuild(svc, warm.id);
     if (baselines) await timeScript(mb, overlayTree, path.join(WORK, 'script-out'));
-    await settleDisk();
+  }
+  await settleDisk();
 
-    for (let i = 0; i < runs; i++) {
+  for (let i = 0; i < runs; i++) {
+    for (const mb of sizesMb) {
+      const m = out[mb];
       const s = await timeServiceBuild(svc, mb);
       m.service.push(s.s);
       m.server.push(s.serverS);
@@ -78,14 +83,14 @@ export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
       if (baselines) {
         m.script.push(await timeScript(mb, overlayTree, path.join(WORK, 'script-out')));
         await settleDisk();
-        m.floor.push(await timeFloor(floorSrc, path.join(WORK, 'floor-out')));
+        m.floor.push(await timeFloor(floorSrc[mb], path.join(WORK, 'floor-out')));
         await settleDisk();
       }
       ctx.log(`build ${mb} MB run ${i + 1}/${runs}: service ${s.s.toFixed(3)} s` +
         (baselines ? `, script ${m.script.at(-1).toFixed(3)} s, floor ${m.floor.at(-1).toFixed(3)} s` : ''));
     }
-    fs.rmSync(floorSrc, { recursive: true, force: true });
   }
+  for (const dir of Object.values(floorSrc)) fs.rmSync(dir, { recursive: true, force: true });
   return out;
 }
 
@@ -93,7 +98,6 @@ export async function b1(ctx, svc) {
   const sizes = [30, 200];
   const m = await measureBuilds(ctx, svc, sizes, { runs: CONFIG.buildRuns, baselines: true });
   ctx.details.B1 = m;
-  ctx.buildTimes = { ...(ctx.buildTimes ?? {}), ...Object.fromEntries(sizes.map((mb) => [mb, m[mb].service])) };
   const rows = [];
   for (const mb of sizes) {
     const service = median(m[mb].service);
@@ -106,12 +110,9 @@ export async function b1(ctx, svc) {
 
 export async function b6Scaling(ctx, svc) {
   const sizes = CONFIG.scalingSizesMb;
-  const have = ctx.buildTimes ?? {};
-  const missing = sizes.filter((mb) => !have[mb]);
-  const m = await measureBuilds(ctx, svc, missing, { runs: CONFIG.buildRuns, baselines: false });
-  const times = { ...have };
-  for (const mb of missing) times[mb] = m[mb].service;
-  ctx.details.B6scaling = times;
+  const m = await measureBuilds(ctx, svc, sizes, { runs: CONFIG.scalingRuns, baselines: false });
+  const times = Object.fromEntries(sizes.map((mb) => [mb, m[mb].service]));
+  ctx.details.B6scaling = m;
   const medians = sizes.map((mb) => median(times[mb]));
   const fit = linearFit(sizes, medians);
   const rows = sizes.map((mb, i) => row(`B6-build-${mb}MB`, 's', medians[i], { note: `${((medians[i] / mb) * 1000).toFixed(1)} ms per MiB of base initramfs` }));
@@ -124,4 +125,3 @@ export async function b6Scaling(ctx, svc) {
   return rows;
 }
 
-export { MiB };
