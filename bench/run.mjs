@@ -64,6 +64,8 @@ async function main() {
       if (enabled('B6')) await suite('B6-scaling', () => b6Scaling(ctx, svc));
       if (enabled('B3')) await suite('B3', () => b3(ctx, svc));
       await svc.stop();
+      // Built artifacts are big and never reused; the base files and the B6 records are kept.
+      fs.rmSync(svc.dataDir, { recursive: true, force: true });
     }
   }
   if (enabled('B2')) await suite('B2', () => b2(ctx));

@@ -2,6 +2,7 @@
 // has never seen (singleflight: exactly one build must run), then 1000 sequential identical POSTs and
 // bursts of 100 concurrent ones are timed against a bare Fastify route that answers 202.
 // Latencies are per request, from the raw client (exact counts, one keep-alive socket per client).
+import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
 import { buildRequest, fillerName } from '../lib/fixtures.mjs';
@@ -91,5 +92,6 @@ export async function b2(ctx) {
     ];
   } finally {
     await Promise.all([svc.stop(), base.stop()]);
+    fs.rmSync(svc.dataDir, { recursive: true, force: true });
   }
 }

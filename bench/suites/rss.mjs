@@ -2,6 +2,7 @@
 // waits). Each run starts a fresh service process so that its kernel-kept peak (VmHWM) covers exactly
 // start-up plus these builds; VmRSS is also polled every 20 ms as a cross-check. Only the service
 // process is counted; the tools it runs (xorriso, grub-mkimage, mtools) are sampled separately.
+import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG } from '../lib/config.mjs';
 import { buildRequest, fillerName } from '../lib/fixtures.mjs';
@@ -41,6 +42,7 @@ export async function b5(ctx) {
     } finally {
       clearInterval(poll);
       await svc.stop();
+      fs.rmSync(svc.dataDir, { recursive: true, force: true });
     }
     await settleDisk();
   }
