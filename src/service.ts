@@ -62,7 +62,7 @@ export async function startService(
     dataDir: config.dataDir,
     catalog,
     queue,
-    pipeline: options.pipeline ?? new ImagePipeline(logger),
+    pipeline: options.pipeline ?? new ImagePipeline({ logger, ukiWriter: config.ukiWriter }),
     logger,
     observer: { finished: (state, seconds) => metrics.observeBuild(state, seconds) },
   });

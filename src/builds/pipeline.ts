@@ -58,7 +58,7 @@ function osRelease(id: string): string {
 }
 
 export class ImagePipeline implements BuildPipeline {
-  constructor(private readonly logger?: Logger) {}
+  constructor(private readonly options: { logger?: Logger; ukiWriter?: 'objcopy' | 'direct' } = {}) {}
 
   async run(job: PipelineJob): Promise<PipelineResult> {
     const { request, workDir, signal } = job;
@@ -81,7 +81,8 @@ export class ImagePipeline implements BuildPipeline {
       workDir,
       signal,
       digest: true,
-      onIsoFallback: (reason) => this.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
+      ukiWriter: this.options.ukiWriter ?? 'objcopy',
+      onIsoFallback: (reason) => this.options.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
     });
     signal.throwIfAborted();
     const produced = (file: string, w: { bytes: number; sha256?: string }): ProducedArtifact => {

@@ -2,7 +2,7 @@
 // inputs as possible: the initramfs goes straight into the UKI (no file of its own), the ISO's
 // GRUB, FAT image and xorriso template are made while the UKI is written, and digests are computed
 // while writing instead of by reading the outputs back.
-import { assembleUki, type WrittenFile } from './uki.js';
+import { assembleUki, type UkiWriter, type WrittenFile } from './uki.js';
 import { prepareIso } from './iso.js';
 import type { Arch } from './tools.js';
 
@@ -22,6 +22,8 @@ export interface AssembleArtifactsOptions {
   signal?: AbortSignal;
   /** Return the SHA-256 of both artifacts (computed while writing them). */
   digest?: boolean;
+  /** How the UKI's PE file is written: objcopy, or the in-process writer (same layout, one pass). */
+  ukiWriter?: UkiWriter;
   /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
   onIsoFallback?: (reason: Error) => void;
 }
@@ -48,6 +50,7 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
       workDir,
       signal,
       digest: opts.digest,
+      method: opts.ukiWriter ?? 'objcopy',
     });
   } catch (err) {
     await isoPreparation.then((p) => p.dispose(), () => undefined);

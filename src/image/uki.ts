@@ -3,7 +3,7 @@
 // (new section headers in the stub's spare header space, data appended), which costs one copy of
 // the inputs. objcopy is the fallback for a stub whose headers have no room left.
 import { createHash } from 'node:crypto';
-import { open, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestFile, fileSize, segmentLength, throwIfAborted, writeAllAt, writeSegments, type Segment } from './copy.js';
 import { initramfsSegments } from './initramfs.js';
@@ -93,10 +93,13 @@ export interface AssembleUkiOptions {
   /** Also return the SHA-256 of the UKI, computed while it is written. */
   digest?: boolean;
   /** Which writer to use; 'auto' is the direct one when the stub has header room, else objcopy. */
-  method?: 'auto' | 'direct' | 'objcopy';
+  method?: UkiWriter;
   /** Another systemd-stub than the packaged one (tests, custom builds). */
   stubPath?: string;
 }
+
+/** 'objcopy' runs binutils; 'direct' writes the same PE layout in-process; 'auto' is direct when the stub has header room. */
+export type UkiWriter = 'auto' | 'direct' | 'objcopy';
 
 export interface WrittenFile {
   bytes: number;
@@ -274,42 +277,75 @@ async function writeUkiObjcopy(args: {
   workDir: string;
   signal?: AbortSignal;
 }): Promise<void> {
-  const osrelPath = join(args.workDir, 'uki-osrel');
-  const cmdlinePath = join(args.workDir, 'uki-cmdline');
-  await writeFile(osrelPath, args.data.osrel);
-  await writeFile(cmdlinePath, args.data.cmdline);
-  let initrdPath: string;
-  const [first] = args.data.initrd;
-  if (args.data.initrd.length === 1 && first !== undefined && 'file' in first) {
-    initrdPath = first.file;
-  } else {
-    // objcopy needs the initramfs as one file.
-    initrdPath = join(args.workDir, 'uki-initrd');
-    const out = await open(initrdPath, 'w');
-    try {
-      await writeSegments(out, 0, args.data.initrd, { signal: args.signal });
-    } finally {
-      await out.close();
+  // objcopy reads each section from a file; they live in a directory of their own, removed however this ends.
+  const dir = await mkdtemp(join(args.workDir, 'objcopy-'));
+  try {
+    const osrelPath = join(dir, 'uki-osrel');
+    const cmdlinePath = join(dir, 'uki-cmdline');
+    await writeFile(osrelPath, args.data.osrel);
+    await writeFile(cmdlinePath, args.data.cmdline);
+    let initrdPath: string;
+    const [first] = args.data.initrd;
+    if (args.data.initrd.length === 1 && first !== undefined && 'file' in first) {
+      initrdPath = first.file;
+    } else {
+      // objcopy needs the initramfs as one file.
+      initrdPath = join(dir, 'uki-initrd');
+      const out = await open(initrdPath, 'w');
+      try {
+        await writeSegments(out, 0, args.data.initrd, { signal: args.signal });
+      } finally {
+        await out.close();
+      }
     }
+    const files: Record<string, string> = {
+      '.osrel': osrelPath,
+      '.cmdline': cmdlinePath,
+      '.initrd': initrdPath,
+      '.linux': args.data.kernel.file,
+    };
+    const objcopyArgs: string[] = [];
+    for (const s of args.plan) {
+      const flags = s.name === '.linux' ? 'code,readonly' : 'data,readonly';
+      objcopyArgs.push(
+        '--add-section', `${s.name}=${files[s.name]}`,
+        '--change-section-vma', `${s.name}=0x${(args.stub.layout.imageBase + s.vma).toString(16)}`,
+        '--set-section-flags', `${s.name}=${flags}`,
+      );
+    }
+    objcopyArgs.push(args.stubPath, args.outPath);
+    await runTool(archTools(args.arch).objcopy, objcopyArgs, { signal: args.signal });
+    await patchLinuxVirtualSize(args.outPath, args.plan);
+    await patchReproducibleHeader(args.outPath, args.stubPath, args.stub);
+    // objcopy marks its output executable; the ISO's Rock Ridge entry records the mode, so keep both writers' alike.
+    await chmod(args.outPath, 0o644);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  const files: Record<string, string> = {
-    '.osrel': osrelPath,
-    '.cmdline': cmdlinePath,
-    '.initrd': initrdPath,
-    '.linux': args.data.kernel.file,
-  };
-  const objcopyArgs: string[] = [];
-  for (const s of args.plan) {
-    const flags = s.name === '.linux' ? 'code,readonly' : 'data,readonly';
-    objcopyArgs.push(
-      '--add-section', `${s.name}=${files[s.name]}`,
-      '--change-section-vma', `${s.name}=0x${(args.stub.layout.imageBase + s.vma).toString(16)}`,
-      '--set-section-flags', `${s.name}=${flags}`,
-    );
+}
+
+/**
+ * objcopy stamps the current time into the COFF header and computes a checksum over it (binutils 2.40
+ * ignores SOURCE_DATE_EPOCH). Put back the stub's own timestamp and a zero checksum, as the direct
+ * writer does, so equal inputs give byte-identical UKIs.
+ */
+async function patchReproducibleHeader(ukiPath: string, stubPath: string, stub: PeImage): Promise<void> {
+  // The COFF header (20 bytes) ends where the optional header starts; TimeDateStamp is its second field.
+  const stamp = Buffer.alloc(4);
+  const stubFile = await open(stubPath, 'r');
+  try {
+    await stubFile.read(stamp, 0, 4, stub.layout.optionalHeaderOffset - 16);
+  } finally {
+    await stubFile.close();
   }
-  objcopyArgs.push(args.stubPath, args.outPath);
-  await runTool(archTools(args.arch).objcopy, objcopyArgs, { signal: args.signal });
-  await patchLinuxVirtualSize(args.outPath, args.plan);
+  const uki = await readPe(ukiPath);
+  const out = await open(ukiPath, 'r+');
+  try {
+    await writeAllAt(out, stamp, uki.layout.optionalHeaderOffset - 16);
+    await writeAllAt(out, Buffer.alloc(4), uki.layout.optionalHeaderOffset + OPT.checkSum);
+  } finally {
+    await out.close();
+  }
 }
 
 /**

@@ -235,13 +235,13 @@ describe('assembleArtifacts', () => {
 
   const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-  it('writes the same UKI and ISO as the step-by-step path, with their digests', async () => {
-    const base = join(dir, 'base.cpio.gz');
+  it.each(['objcopy', 'direct'] as const)('writes the same UKI and ISO as the step-by-step path, with their digests (%s writer)', async (writer) => {
+    const base = join(dir, `base-${writer}.cpio.gz`);
     await writeFile(base, randomBytes(3 * 1024 * 1024 + 3)); // more than one copy chunk, unaligned
     const overlay = await buildOverlay([{ path: '/etc/hello', content: Buffer.from('hi') }], []);
     const common = { arch: 'amd64' as const, kernelPath: STAND_IN_UKI.amd64, cmdline: 'console=ttyS0', osRelease: 'ID=x\n' };
-    const oneGo = join(dir, 'one-go');
-    const steps = join(dir, 'steps');
+    const oneGo = join(dir, `one-go-${writer}`);
+    const steps = join(dir, `steps-${writer}`);
     await mkdir(oneGo);
     await mkdir(steps);
 
@@ -255,17 +255,18 @@ describe('assembleArtifacts', () => {
       isoPath: join(oneGo, 'boot.iso'),
       workDir: oneGo,
       digest: true,
+      ukiWriter: writer,
       onIsoFallback: (e) => fallbacks.push(e),
     });
     expect(fallbacks).toEqual([]);
 
     await writeInitramfs(base, overlay, join(steps, 'initrd'));
-    await assembleUki({ ...common, initrdPath: join(steps, 'initrd'), outPath: join(steps, 'uki.efi'), workDir: steps });
+    await assembleUki({ ...common, initrdPath: join(steps, 'initrd'), outPath: join(steps, 'uki.efi'), workDir: steps, method: writer });
     await assembleIso({ arch: 'amd64', ukiPath: join(steps, 'uki.efi'), outPath: join(steps, 'boot.iso'), workDir: steps, volumeId: 'UOD_ARTIFACTS', method: 'xorriso' });
 
     const [uki, iso] = [await readFile(join(oneGo, 'uki.efi')), await readFile(join(oneGo, 'boot.iso'))];
-    expect(uki.equals(await readFile(join(steps, 'uki.efi')))).toBe(true);
-    expect(iso.equals(await readFile(join(steps, 'boot.iso')))).toBe(true);
+    expect(uki.equals(await readFile(join(steps, "uki.efi"))), "uki").toBe(true);
+    expect(iso.equals(await readFile(join(steps, "boot.iso"))), "iso").toBe(true);
     expect(result).toEqual({ uki: { bytes: uki.length, sha256: sha256(uki) }, iso: { bytes: iso.length, sha256: sha256(iso) } });
     // No work files left behind: only the two artifacts.
     expect((await readdir(oneGo)).sort()).toEqual(['boot.iso', 'uki.efi']);
