@@ -50,7 +50,7 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
     trustProxy: false,
     return503OnClosing: true,
     // Long enough that an over-long checkin id reaches our validation and gets its message.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
   }) as unknown as FastifyInstance;
   // Every body the API accepts is JSON; anything else is a 415 rather than a string to mis-parse.
   app.removeContentTypeParser('text/plain');
