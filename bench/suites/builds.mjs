@@ -9,7 +9,7 @@ import { buildRequest, fillerName, KERNEL_NAME, writeOverlayTree } from '../lib/
 import { BASE_DIR, BENCH, WORK } from '../lib/paths.mjs';
 import { runOk, settleDisk } from '../lib/proc.mjs';
 import { row } from '../lib/report.mjs';
-import { deleteBuild, submitBuild, waitForBuild } from '../lib/service.mjs';
+import { deleteBuild, SERVICE_CLI, startService, submitBuild, waitForBuild } from '../lib/service.mjs';
 import { linearFit, median } from '../lib/stats.mjs';
 
 const SCRIPT = path.join(BENCH, 'baseline-build.sh');
@@ -50,16 +50,17 @@ async function timeFloor(srcDir, outDir) {
 }
 
 /**
- * Times `runs` cold builds of each size; with `baselines`, the script and the floor too. Sizes and
- * measurements go round-robin (every run of every size, then the next run), so that drift in the
- * machine's load reaches all of them alike. Returns { [mb]: { service: [s], server: [s], script, floor } }.
+ * Times `runs` cold builds of each size on `svc` and on each of `others` (further service instances,
+ * e.g. another configuration); with `baselines`, the script and the floor too. Sizes and measurements
+ * go round-robin (every run of every size, then the next run), so that drift in the machine's load
+ * reaches all of them alike. Returns { [mb]: { service: [s], server: [s], script, floor, [other]: [s] } }.
  */
-export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
+export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines, others = {} }) {
   const overlayTree = writeOverlayTree(path.join(WORK, 'overlay-tree'));
   const out = {};
   const floorSrc = {};
   for (const mb of sizesMb) {
-    out[mb] = { service: [], server: [], script: [], floor: [] };
+    out[mb] = { service: [], server: [], script: [], floor: [], ...Object.fromEntries(Object.keys(others).map((k) => [k, []])) };
     // Warm-up (not counted): the service hashes the new base once, every input reaches the page
     // cache, and its outputs become the floor's source bytes.
     ctx.log(`build ${mb} MB: warm-up`);
@@ -69,6 +70,7 @@ export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
     fs.mkdirSync(floorSrc[mb], { recursive: true });
     for (const f of ['uki.efi', 'boot.iso']) fs.copyFileSync(path.join(svc.dataDir, 'builds', warm.id, f), path.join(floorSrc[mb], f));
     await deleteBuild(svc, warm.id);
+    for (const other of Object.values(others)) await timeServiceBuild(other, mb);
     if (baselines) await timeScript(mb, overlayTree, path.join(WORK, 'script-out'));
   }
   await settleDisk();
@@ -80,6 +82,10 @@ export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
       m.service.push(s.s);
       m.server.push(s.serverS);
       await settleDisk();
+      for (const [name, other] of Object.entries(others)) {
+        m[name].push((await timeServiceBuild(other, mb)).s);
+        await settleDisk();
+      }
       if (baselines) {
         m.script.push(await timeScript(mb, overlayTree, path.join(WORK, 'script-out')));
         await settleDisk();
@@ -87,6 +93,7 @@ export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
         await settleDisk();
       }
       ctx.log(`build ${mb} MB run ${i + 1}/${runs}: service ${s.s.toFixed(3)} s` +
+        Object.keys(others).map((k) => `, ${k} ${m[k].at(-1).toFixed(3)} s`).join('') +
         (baselines ? `, script ${m.script.at(-1).toFixed(3)} s, floor ${m.floor.at(-1).toFixed(3)} s` : ''));
     }
   }
@@ -94,16 +101,45 @@ export async function measureBuilds(ctx, svc, sizesMb, { runs, baselines }) {
   return out;
 }
 
+/** The UKI writers the service offers and its default, from its --help; null if it has no choice. */
+async function ukiWriters() {
+  const r = await runOk(process.execPath, [SERVICE_CLI, 'serve', '--help'], { timeoutMs: 30_000 });
+  const m = /--uki-writer\s+(\S+)[^\n]*\[default: (\w+)\]/.exec(r.stdout);
+  return m ? { all: m[1].split('|'), dflt: m[2] } : null;
+}
+
 export async function b1(ctx, svc) {
   const sizes = [30, 200];
-  const m = await measureBuilds(ctx, svc, sizes, { runs: CONFIG.buildRuns, baselines: true });
+  // When UKIs can be written by objcopy or in process, the writer not used by default is timed too
+  // (informational rows), so that one run shows what the choice costs.
+  const writers = await ukiWriters();
+  const others = {};
+  for (const w of writers?.all.filter((x) => x !== writers.dflt) ?? []) {
+    others[`${w}-writer`] = await startService({ name: `main-${w}`, dataDir: path.join(WORK, `data-main-${w}`), baseDir: BASE_DIR, args: ['--uki-writer', w] });
+  }
+  let m;
+  try {
+    m = await measureBuilds(ctx, svc, sizes, { runs: CONFIG.buildRuns, baselines: true, others });
+  } finally {
+    for (const o of Object.values(others)) {
+      await o.stop();
+      fs.rmSync(o.dataDir, { recursive: true, force: true });
+    }
+  }
   ctx.details.B1 = m;
   const rows = [];
   for (const mb of sizes) {
     const service = median(m[mb].service);
     const server = median(m[mb].server);
-    rows.push(row(`B1-cold-${mb}MB`, 's', service, { baseline: median(m[mb].script), goal: '<= 1.1', note: `vs baseline-build.sh; service-recorded ${server?.toFixed(3)} s` }));
-    rows.push(row(`B1-cold-${mb}MB-floor`, 's', service, { baseline: median(m[mb].floor), goal: '<= 2', note: 'vs cp of the output bytes + fsync' }));
+    const script = median(m[mb].script);
+    const floor = median(m[mb].floor);
+    const writer = writers ? `; UKI writer: ${writers.dflt} (default)` : '';
+    rows.push(row(`B1-cold-${mb}MB`, 's', service, { baseline: script, goal: '<= 1.1', note: `vs baseline-build.sh; service-recorded ${server?.toFixed(3)} s${writer}` }));
+    rows.push(row(`B1-cold-${mb}MB-floor`, 's', service, { baseline: floor, goal: '<= 2', note: 'vs cp of the output bytes + fsync' }));
+    for (const name of Object.keys(others)) {
+      const v = median(m[mb][name]);
+      rows.push(row(`B1-cold-${mb}MB-${name}`, 's', v, { baseline: floor, note: `informational: --uki-writer ${name.replace(/-writer$/, '')}, vs the floor; ${(v / script).toFixed(3)}× the script` }));
+    }
   }
   return rows;
 }
