@@ -1,12 +1,13 @@
 // Entry point of `make bench`: runs every figure (B1–B6) against baselines measured in the same run,
 // prints one table and writes bench/results.json (rows) and bench/results-details.json (every run's
 // raw numbers and the machine's state). See bench/README.md.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CONFIG, enabled, ONLY, QUICK } from './lib/config.mjs';
 import { prepareBase } from './lib/fixtures.mjs';
-import { BASE_DIR, BENCH, WORK } from './lib/paths.mjs';
+import { BASE_DIR, BENCH, REPO, WORK } from './lib/paths.mjs';
 import { installCleanup, killAll } from './lib/proc.mjs';
 import { formatTable, publicRows, writeJson } from './lib/report.mjs';
 import { closeClients, SERVICE_CLI, startService } from './lib/service.mjs';
@@ -22,6 +23,17 @@ const DEADLINE_MS = (QUICK ? 15 : 40) * 60_000;
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+
+/** The repository's commit and whether src/ differs from it (the service measured may be built from either). */
+function gitHead() {
+  try {
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, encoding: 'utf8' }).trim() !== '';
+    return { commit: head, srcModified: dirty };
+  } catch {
+    return null;
+  }
+}
 
 async function main() {
   installCleanup();
@@ -90,6 +102,7 @@ async function main() {
     date: new Date().toISOString(),
     mode: QUICK ? 'quick' : 'full',
     only: ONLY,
+    service: { cli: SERVICE_CLI, repoHead: gitHead() },
     machine: {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
