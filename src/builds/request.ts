@@ -68,7 +68,19 @@ const dirOverrideSchema = z.strictObject({
   gid: ownerId.optional(),
 });
 
+const schemaCache = new Map<number, ReturnType<typeof makeBuildRequestSchema>>();
+
+/** The schema for a files/dirOverrides limit; built once per limit (building it costs more than using it). */
 export function buildRequestSchema(limits: { maxFiles: number }) {
+  let schema = schemaCache.get(limits.maxFiles);
+  if (!schema) {
+    schema = makeBuildRequestSchema(limits);
+    schemaCache.set(limits.maxFiles, schema);
+  }
+  return schema;
+}
+
+function makeBuildRequestSchema(limits: { maxFiles: number }) {
   return z.strictObject({
     kernel: baseName,
     initramfs: baseName,

@@ -36,7 +36,15 @@ export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistr
     return reply.code(202).header('Location', statusUrl).send({ id: record.id, statusUrl });
   });
 
-  app.get('/api/v1/builds', async () => registry.list().map((r) => buildStatus(r, urls)));
+  // With thousands of builds, serializing the list dominates; records are replaced, never mutated, so an
+  // unchanged sequence of record objects means an unchanged body.
+  let cached: { records: BuildRecord[]; body: Buffer } | null = null;
+  app.get('/api/v1/builds', async (_request, reply) => {
+    const records = registry.list();
+    const same = cached !== null && cached.records.length === records.length && records.every((r, i) => r === cached!.records[i]);
+    if (!same) cached = { records, body: Buffer.from(JSON.stringify(records.map((r) => buildStatus(r, urls)))) };
+    return reply.type('application/json; charset=utf-8').send(cached!.body);
+  });
 
   app.delete('/api/v1/builds', async (_request, reply) => {
     await registry.purge();
