@@ -36,13 +36,24 @@ export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistr
     return reply.code(202).header('Location', statusUrl).send({ id: record.id, statusUrl });
   });
 
-  // With thousands of builds, serializing the list dominates; records are replaced, never mutated, so an
-  // unchanged sequence of record objects means an unchanged body.
+  // With thousands of builds, serializing the list dominates. Records are replaced, never mutated, so
+  // each one's JSON is kept per record object, and the whole body while the sequence is unchanged.
+  const recordJson = new WeakMap<BuildRecord, string>();
   let cached: { records: BuildRecord[]; body: Buffer } | null = null;
   app.get('/api/v1/builds', async (_request, reply) => {
     const records = registry.list();
     const same = cached !== null && cached.records.length === records.length && records.every((r, i) => r === cached!.records[i]);
-    if (!same) cached = { records, body: Buffer.from(JSON.stringify(records.map((r) => buildStatus(r, urls)))) };
+    if (!same) {
+      const parts = records.map((r) => {
+        let json = recordJson.get(r);
+        if (json === undefined) {
+          json = JSON.stringify(buildStatus(r, urls));
+          recordJson.set(r, json);
+        }
+        return json;
+      });
+      cached = { records, body: Buffer.from(`[${parts.join(',')}]`) };
+    }
     return reply.type('application/json; charset=utf-8').send(cached!.body);
   });
 
