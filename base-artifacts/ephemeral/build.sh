@@ -216,7 +216,12 @@ rm -f "$root/etc/initrd-release" "$root/etc/ssh/ssh_host_"*
 rm -f "$root/var/lib/dbus/machine-id"
 ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
 echo uod-ephemeral > "$root/etc/hostname"
-: > "$root/etc/fstab"
+# The root is the kernel's initramfs tmpfs, capped at half the RAM; downloads land there too.
+# systemd-remount-fs applies this at boot (there is no swap: the rest stays for processes).
+cat > "$root/etc/fstab" <<'FSTAB'
+# <file system> <mount point> <type> <options> <dump> <pass>
+rootfs / rootfs rw,size=75% 0 0
+FSTAB
 
 systemctl --root="$root" enable \
     systemd-networkd.service systemd-resolved.service \

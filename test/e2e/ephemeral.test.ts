@@ -166,6 +166,11 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       expect(password.code).toBe(255);
       expect(password.stderr).toMatch(/Permission denied \(publickey\)/);
 
+      // the in-RAM root was remounted with room for downloads: 75% of the RAM instead of the kernel's 50%
+      const room = await ssh("df -B1 --output=size / | tail -n 1; awk '/^MemTotal:/ { print $2 * 1024 }' /proc/meminfo");
+      const [rootBytes, memBytes] = room.stdout.trim().split('\n').map(Number);
+      expect(rootBytes! / memBytes!).toBeGreaterThan(0.7);
+
       const inv = await ssh(`hw-inventory ${id}`);
       expect(inv.code, inv.stderr).toBe(0);
       const inventory = JSON.parse(inv.stdout);
