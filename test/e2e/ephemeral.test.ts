@@ -2,7 +2,8 @@
 // vmlinuz-amd64 + initramfs-amd64.img + a NoCloud overlay, QEMU + OVMF boots the served UKI on a
 // machine with two NICs and three disks of known serials, and the tests talk to it as the
 // orchestrator would. Inspection: no network-config, DHCP on every NIC, the checkin reaches the
-// service, SSH by key only, instance-id and hw-inventory (validated against its JSON Schema).
+// service's HTTPS listener (verified with the CA from the overlay), SSH by key only, instance-id and
+// hw-inventory (validated against its JSON Schema).
 // Provisioning: a static network-config matched by MAC; dhcp-discover and checkin stand aside.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -85,12 +86,22 @@ const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
 describe.skipIf(!ready)('ephemeral OS booted from what the service built', () => {
   let svc: InProcessService;
   let servicePort: number;
+  let serviceTlsPort: number;
+  let caPem: string;
   let key: string;
   let publicKey: string;
 
   beforeAll(async () => {
-    svc = await startInProcess();
+    // A self-signed certificate for the address the guest knows the service by: the guest's curl
+    // verifies it with the CA file of the overlay (checkin-ca.pem).
+    const tls = tempDir('tls');
+    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+      '-subj', `/CN=${GUEST_SERVICE}`, '-addext', `subjectAltName=IP:${GUEST_SERVICE}`,
+      '-keyout', path.join(tls, 'key.pem'), '-out', path.join(tls, 'cert.pem')]);
+    caPem = fs.readFileSync(path.join(tls, 'cert.pem'), 'utf8');
+    svc = await startInProcess(['--tls-listen', '127.0.0.1:0', '--tls-cert', path.join(tls, 'cert.pem'), '--tls-key', path.join(tls, 'key.pem')]);
     servicePort = Number(new URL(svc.url).port);
+    serviceTlsPort = Number(new URL(svc.tlsUrl!).port);
     fs.mkdirSync(LOG_DIR, { recursive: true });
     key = path.join(tempDir('ssh'), 'id_ed25519');
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'uod-e2e', '-f', key]);
@@ -128,14 +139,17 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       extraNics: 1,
       disks: DISKS,
       smbiosSerial: SMBIOS_SERIAL,
-      guestfwd: [{ guestAddr: GUEST_SERVICE, guestPort: 80, hostPort: servicePort }],
+      guestfwd: [
+        { guestAddr: GUEST_SERVICE, guestPort: 80, hostPort: servicePort },
+        { guestAddr: GUEST_SERVICE, guestPort: 443, hostPort: serviceTlsPort },
+      ],
       hostfwd: [{ hostPort: sshPort, guestPort: 22 }],
       timeoutMs: BOOT_MS + 120_000,
       serialLog: path.join(LOG_DIR, `ephemeral-${name}.log`),
     });
   }
 
-  test('inspection: DHCP everywhere, checkin, key-only SSH, instance-id and a schema-valid hw-inventory', async () => {
+  test('inspection: DHCP everywhere, HTTPS checkin, key-only SSH, instance-id and a schema-valid hw-inventory', async () => {
     const id = randomUUID();
     const sshPort = await freePort();
     expect((await api(`${svc.url}/api/v1/checkins/${id}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
@@ -144,7 +158,8 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${id}\nlocal-hostname: inspect-${id.slice(0, 8)}\n`), mode: '0644' },
       // the key arrives through user-data here, through /root/.ssh/authorized_keys in provisioning
       { path: '/var/lib/cloud/seed/nocloud/user-data', contentBase64: b64(`#cloud-config\nssh_authorized_keys:\n  - ${publicKey}\n`), mode: '0644' },
-      { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`http://${GUEST_SERVICE}/api/v1/checkins/${id}\n`), mode: '0644' },
+      { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`https://${GUEST_SERVICE}/api/v1/checkins/${id}\n`), mode: '0644' },
+      { path: '/var/lib/cloud/seed/nocloud/checkin-ca.pem', contentBase64: b64(caPem), mode: '0644' },
       { path: '/usr/local/bin/python', linkTarget: '/usr/bin/python3' },
     ], sshPort);
     try {
@@ -195,6 +210,7 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
 
       const console = vm.output();
       expect(console).toMatch(/dhcp-discover: no network-config: DHCP on every physical NIC/);
+      expect(console).toContain(`checkin: reporting IPv4 addresses to https://${GUEST_SERVICE}/api/v1/checkins/${id} (CA /var/lib/cloud/seed/nocloud/checkin-ca.pem)`);
       expect(console).toMatch(/checkin: PUT \{"addresses":\[[^\]]*"10\.0\.2\.15"[^\]]*\]\} -> 204/);
     } finally {
       await vm.kill();
