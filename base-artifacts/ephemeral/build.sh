@@ -208,6 +208,12 @@ log "firmware: $(grep -vc 'not packaged' "$stage/firmware.txt") files ($(du -sh 
 # Files of this directory's rootfs/ tree land as they are, owned by root.
 tar -C "$here/rootfs" --owner=0 --group=0 -cf - . | tar -C "$root" -xf -
 
+# cloud-init only warns at boot about a configuration its schema rejects: reject it here instead.
+{ echo '#cloud-config'; cat "$root/etc/cloud/cloud.cfg" "$root"/etc/cloud/cloud.cfg.d/*.cfg; } > "$root/tmp/cloud.cfg.check"
+chroot "$root" cloud-init schema --config-file /tmp/cloud.cfg.check >/dev/null ||
+    die "cloud-init rejects /etc/cloud/cloud.cfg (see above)"
+rm -f "$root/tmp/cloud.cfg.check"
+
 # systemd runs straight from the unpacked initramfs: no initrd-release (that would make it an
 # initrd waiting for switch_root), no machine identity, no SSH host keys shared by every server.
 ln -sfn usr/lib/systemd/systemd "$root/init"

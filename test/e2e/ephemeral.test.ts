@@ -209,6 +209,8 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       expect(inventory.nics.every((n: any) => /^0000:00:[0-9a-f]{2}\.0$/.test(n.pci_address))).toBe(true);
 
       const console = vm.output();
+      // cloud-init accepted its configuration and the seed (it warns on the console otherwise)
+      expect(console).not.toMatch(/\[WARNING\]|Traceback/);
       expect(console).toMatch(/dhcp-discover: no network-config: DHCP on every physical NIC/);
       expect(console).toContain(`checkin: reporting IPv4 addresses to https://${GUEST_SERVICE}/api/v1/checkins/${id} (CA /var/lib/cloud/seed/nocloud/checkin-ca.pem)`);
       expect(console).toMatch(/checkin: PUT \{"addresses":\[[^\]]*"10\.0\.2\.15"[^\]]*\]\} -> 204/);
@@ -264,6 +266,7 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       expect(networkFiles).not.toMatch(/dhcp-discover/);
 
       const console = vm.output();
+      expect(console).not.toMatch(/\[WARNING\]|Traceback/);
       expect(console).toMatch(/dhcp-discover: network-config present, nothing to do/);
       await vm.waitForLine(/checkin: no \/var\/lib\/cloud\/seed\/nocloud\/checkin-url, nothing to do/, 60_000);
     } finally {
