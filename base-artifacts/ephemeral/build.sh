@@ -160,7 +160,10 @@ done
 # depmod writes its index next to the modules: work on a hard-linked copy of the shared tree.
 fullmods=$stage/modules-full
 mkdir -p "$fullmods/lib/modules"
-cp -al "$MODULES_DIR" "$fullmods/lib/modules/$kver"
+cp -al "$MODULES_DIR" "$fullmods/lib/modules/$kver" 2>/dev/null || {
+    rm -rf "$fullmods/lib/modules/$kver"   # another filesystem: copy instead
+    cp -a "$MODULES_DIR" "$fullmods/lib/modules/$kver"
+}
 depmod -b "$fullmods" "$kver"
 
 : > "$stage/modules.txt"
