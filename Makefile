@@ -27,8 +27,11 @@ help:
 deps:
 	@scripts/install-deps.sh
 
+# npm 11 with this machine's npmrc (omit-lockfile-registry-resolved) writes locks that its own `npm ci`
+# refuses (rollup's optional per-platform packages are left out); `npm install` then installs from the
+# same lock.
 node_modules/.package-lock.json: package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 node: node_modules/.package-lock.json
 
 build: node
