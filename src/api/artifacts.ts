@@ -6,13 +6,13 @@ import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { BuildRegistry } from '../builds/registry.js';
-import type { ArtifactKind } from '../builds/pipeline.js';
+import { ARTIFACT_FILES, type ArtifactKind } from '../builds/pipeline.js';
 import type { Metrics } from '../metrics.js';
 import type { AccessPolicy } from './acl.js';
 
 export const ARTIFACT_ROUTE = '/artifacts/:id/:file';
 const ARTIFACT_PATH = /^\/artifacts\/([0-9a-f]{64})\/(uki\.efi|boot\.iso)$/;
-const KIND_BY_FILE: Record<string, ArtifactKind> = { 'uki.efi': 'uki', 'boot.iso': 'iso' };
+const KIND_BY_FILE = Object.fromEntries(Object.entries(ARTIFACT_FILES).map(([kind, file]) => [file, kind])) as Record<string, ArtifactKind>;
 const CONTENT_TYPE: Record<ArtifactKind, string> = { uki: 'application/efi', iso: 'application/x-iso9660-image' };
 /** Larger chunks cut per-chunk overhead; measured best around 1 MiB on loopback. */
 const CHUNK = 1024 * 1024;
@@ -143,7 +143,7 @@ export class ArtifactServer {
       release();
     };
     res.on('close', done);
-    const file = kind === 'uki' ? 'uki.efi' : 'boot.iso';
+    const file = ARTIFACT_FILES[kind];
     const next = () => {
       if (finished || res.destroyed) return done();
       const want = Math.min(CHUNK, remaining);

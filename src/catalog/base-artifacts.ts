@@ -1,10 +1,9 @@
 // The catalog of base artifacts: resolves the plain names a request uses to files in the base-artifacts
 // directory, and caches what is expensive to learn about them (sha256, the kernel's PE architecture)
 // until the file changes on disk.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { digestFile } from '../image/copy.js';
 import { readPe } from '../image/pe.js';
 import { BASE_ARTIFACT_NAME, type Architecture } from '../builds/request.js';
 
@@ -60,16 +59,10 @@ export class BaseArtifactCatalog {
     const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
     let entry = this.cache.get(file);
     if (!entry || entry.stamp !== stamp) {
-      entry = { stamp, sha256: sha256File(file) };
+      entry = { stamp, sha256: digestFile(file).then((d) => d.sha256) };
       this.cache.set(file, entry);
       entry.sha256.catch(() => this.cache.delete(file));
     }
     return { resolved: { path: file, sha256: await entry.sha256, size: st.size }, entry };
   }
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
