@@ -4,6 +4,8 @@
 #   make test-reliability  crash, disk-full, bad-input, BMC-stress and property tests
 #   make bench             benchmarks against same-run baselines → bench/results.json
 #   make base-artifacts    kernels, tiny test initramfs images, the ephemeral OS
+#   make lab               a private network with virtual servers behind Redfish BMCs (LAB_SERVERS=2)
+#   make lab-down          stops the lab and removes everything it made
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -19,7 +21,7 @@ KERNELS   := $(foreach a,$(ARCHES),$(OUT)/vmlinuz-$(a))
 TINY      := $(foreach a,$(ARCHES),$(OUT)/initramfs-tiny-$(a).img)
 EPHEMERAL := $(foreach a,$(EPHEMERAL_ARCHES),$(OUT)/initramfs-$(a).img)
 
-.PHONY: help deps node build run test test-unit test-e2e test-reliability bench base-artifacts base-artifacts-tiny clean
+.PHONY: help deps node build run test test-unit test-e2e test-lab test-reliability bench base-artifacts base-artifacts-tiny lab lab-down clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -56,9 +58,9 @@ run: deps build
 # vitest's own summary is followed by one plain "N passed, N failed" line for CI.
 VITEST = node scripts/run-vitest.mjs
 
-test: deps node base-artifacts
+test: deps build base-artifacts
 	npm run typecheck
-	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e
+	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e test/lab
 
 test-unit: node
 	$(VITEST) test/unit test/api
@@ -66,11 +68,33 @@ test-unit: node
 test-e2e: deps node base-artifacts
 	$(VITEST) test/e2e
 
+test-lab: deps build base-artifacts
+	$(VITEST) test/lab
+
 test-reliability: deps node base-artifacts-tiny
 	UOD_TEST_LABEL=reliability $(VITEST) test/reliability
 
 bench: deps build base-artifacts-tiny
 	node --expose-gc bench/run.mjs
+
+# The lab (README "The lab"): options as make variables, e.g. make lab LAB_SERVERS=3 LAB_ACCEL=kvm
+# LAB_QUIRKS="server2=post-lock,eject-lag".
+LAB_NAMESPACE ?= uod-lab
+LAB_SERVERS ?= 2
+LAB_MEMORY ?= 1536
+LAB_CPUS ?= 1
+LAB_DISK_GIB ?= 8
+LAB_ACCEL ?= tcg
+LAB_QUIRKS ?=
+LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
+	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q))
+
+lab: deps build base-artifacts
+	node dist/lab/cli.js up $(LAB_ARGS)
+
+lab-down:
+	@if [ -e dist/lab/cli.js ]; then node dist/lab/cli.js down --namespace $(LAB_NAMESPACE); \
+	else ip netns del $(LAB_NAMESPACE) 2>/dev/null; rm -rf /var/tmp/uod-lab/$(LAB_NAMESPACE); fi
 
 clean:
 	rm -rf dist data test-results bench/work

@@ -56,7 +56,13 @@ export class ArtifactServer {
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     const method = req.method ?? 'GET';
-    const status = (code: number) => this.deps.metrics.countRequest(method, ARTIFACT_ROUTE, code);
+    const status = (code: number) => {
+      this.deps.metrics.countRequest(method, ARTIFACT_ROUTE, code);
+      // One line per read at debug level: what a BMC's virtual-media mount or a firmware fetch did.
+      if (this.deps.logger.isLevelEnabled('debug')) {
+        this.deps.logger.debug({ method, url: req.url?.slice(0, 200), range: req.headers.range, remote: req.socket.remoteAddress, status: code }, 'artifact request');
+      }
+    };
     if (method !== 'GET' && method !== 'HEAD') {
       if (!this.deps.policy.isTrusted(req.socket.remoteAddress)) {
         sendJson(res, 403, this.deps.policy.denial(req.socket.remoteAddress));

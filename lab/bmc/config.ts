@@ -1,0 +1,61 @@
+// The virtual BMC's configuration file: one server, its BMC endpoint and credentials, its hardware
+// and its quirk profile. The lab writes one per server; a bad file stops start-up naming the field.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { isQuirk, QUIRKS, type Quirk } from './machine/quirks.js';
+
+const mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'a lower-case MAC address like 52:54:00:12:34:56');
+
+export const bmcConfigSchema = z.strictObject({
+  /** HOST:PORT of the HTTPS listener */
+  listen: z.string().regex(/^[0-9.]+:\d+$/, 'an IPv4 HOST:PORT'),
+  username: z.string().min(1),
+  password: z.string().min(1),
+  systemId: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  /** directory for the certificate, NVRAM and QMP socket */
+  stateDir: z.string().min(1),
+  quirks: z.array(z.string().refine(isQuirk, { message: `one of ${Object.keys(QUIRKS).join(', ')}` })).default([]),
+  timings: z.strictObject({
+    powerOnDelayMs: z.number().int().min(0).optional(),
+    powerCycleOffMs: z.number().int().min(0).optional(),
+    ejectLagMs: z.number().int().min(0).optional(),
+    postMs: z.number().int().min(0).optional(),
+  }).default({}),
+  logLevel: z.string().default('info'),
+  hardware: z.strictObject({
+    name: z.string().min(1),
+    uuid: z.uuid(),
+    serialNumber: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    memoryMiB: z.number().int().min(256),
+    cpus: z.number().int().min(1).max(64),
+    accel: z.enum(['tcg', 'kvm']),
+    firmwareCode: z.string().min(1),
+    firmwareVarsTemplate: z.string().min(1),
+    console: z.string().min(1),
+    nics: z.array(z.strictObject({ mac, tap: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/), pciSlot: z.number().int().min(2).max(31) })).min(1),
+    disks: z.array(z.strictObject({
+      kind: z.enum(['scsi-hd', 'nvme', 'virtio-blk']),
+      serial: z.string().regex(/^[A-Za-z0-9._-]{1,20}$/),
+      wwn: z.string().regex(/^0x[0-9a-f]{16}$/).optional(),
+      path: z.string().min(1),
+      sizeGiB: z.number().int().min(1),
+    })),
+  }),
+});
+
+export type BmcConfig = z.infer<typeof bmcConfigSchema> & { quirks: Quirk[] };
+
+export function loadBmcConfig(file: string): BmcConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+  const parsed = bmcConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data as BmcConfig;
+}

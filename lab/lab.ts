@@ -1,0 +1,269 @@
+// A lab: a private network in a namespace with N virtual servers behind Redfish BMCs, a plain DHCP
+// server and the build service, described in one JSON file that tests, inventories and people read.
+// labUp() builds it, labDown() removes every trace of it (processes, namespace, state directory).
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { BmcConfig } from './bmc/config.js';
+import { isQuirk, type Quirk } from './bmc/machine/quirks.js';
+import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
+import { waitForHttp } from './ns-http.js';
+
+const run = promisify(execFile);
+
+export const SUBNET = { cidr: '192.0.2.0/24', gateway: '192.0.2.1', prefix: 24, dhcpFirst: '192.0.2.100', dhcpLast: '192.0.2.199' };
+const BMC_NET = '198.51.100';
+const SERVICE_PORT = 8080;
+const SERVICE_TLS_PORT = 8443;
+
+export interface LabOptions {
+  namespace: string;
+  stateDir: string;
+  /** the repository: dist/, base-artifacts/out/ */
+  repo: string;
+  servers: number;
+  memoryMiB: number;
+  cpus: number;
+  diskGiB: number;
+  accel: 'tcg' | 'kvm';
+  /** quirk profiles by server name */
+  quirks: Record<string, Quirk[]>;
+  /** BMC timing overrides (tests shorten or lengthen the quirk windows) */
+  bmcTimings?: BmcConfig['timings'];
+  serviceLogLevel: string;
+}
+
+export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> = {}): LabOptions {
+  const namespace = overrides.namespace ?? 'uod-lab';
+  return {
+    namespace,
+    stateDir: `/var/tmp/uod-lab/${namespace}`,
+    repo,
+    servers: 2,
+    memoryMiB: 1536,
+    cpus: 1,
+    diskGiB: 8,
+    accel: 'tcg',
+    quirks: {},
+    serviceLogLevel: 'debug',
+    ...overrides,
+  };
+}
+
+export interface LabServer {
+  name: string;
+  uuid: string;
+  serialNumber: string;
+  bmc: { url: string; host: string; username: string; password: string; systemId: string; quirks: Quirk[] };
+  macs: string[];
+  /** the NIC on the provisioning network (DHCP) is macs[0]; macs[1] is on the data bridge */
+  provisioningMac: string;
+  disks: { kind: string; serial: string; wwn?: string; sizeGiB: number }[];
+  console: string;
+  bmcLog: string;
+}
+
+export interface LabDescription {
+  namespace: string;
+  stateDir: string;
+  /** the build service as the servers (and the orchestrator inside the namespace) reach it */
+  serviceUrl: string;
+  serviceTlsUrl: string;
+  /** CA certificate that signed the service's TLS certificate (for checkin-ca.pem) */
+  serviceCaCert: string;
+  serviceLog: string;
+  /** the source address the orchestrator's calls come from: the service trusts it */
+  orchestratorAddress: string;
+  network: { namespace: string; bridge: string; dataBridge: string; cidr: string; gateway: string; dns: string[]; dhcpRange: [string, string] };
+  dhcpLog: string;
+  servers: LabServer[];
+}
+
+export function descriptionPath(stateDir: string): string {
+  return join(stateDir, 'lab.json');
+}
+
+export function readDescription(stateDir: string): LabDescription | undefined {
+  const file = descriptionPath(stateDir);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LabDescription) : undefined;
+}
+
+function serverPlan(opts: LabOptions, i: number) {
+  const n = i + 1;
+  const hex = n.toString(16).padStart(2, '0');
+  const name = `server${n}`;
+  const dir = join(opts.stateDir, name);
+  return {
+    name,
+    dir,
+    bmcAddress: `${BMC_NET}.${10 + n}`,
+    taps: [`tap${n}p`, `tap${n}d`] as const,
+    // Locally administered, fixed per server: the inventory can name them before the lab boots.
+    macs: [`52:54:00:1a:${hex}:01`, `52:54:00:1a:${hex}:02`],
+    serialNumber: `UODLAB${String(n).padStart(4, '0')}`,
+    disks: [
+      { kind: 'scsi-hd' as const, serial: `SCSI${String(n).padStart(4, '0')}A`, wwn: `0x5000c5000000${hex}0a`, sizeGiB: opts.diskGiB, path: join(dir, 'disk-scsi.raw') },
+      { kind: 'nvme' as const, serial: `NVME${String(n).padStart(4, '0')}B`, sizeGiB: opts.diskGiB, path: join(dir, 'disk-nvme.raw') },
+    ],
+  };
+}
+
+/** Checks what a lab needs before anything is created, naming what is missing. */
+function preflight(opts: LabOptions): void {
+  if (process.getuid?.() !== 0) throw new Error('the lab needs root (network namespaces, tap devices)');
+  for (const file of ['dist/cli.js', 'dist/lab/bmc/main.js']) {
+    if (!existsSync(join(opts.repo, file))) throw new Error(`${file} is missing: run "make build"`);
+  }
+  for (const file of ['vmlinuz-amd64', 'initramfs-amd64.img']) {
+    if (!existsSync(join(opts.repo, 'base-artifacts/out', file))) throw new Error(`base-artifacts/out/${file} is missing: run "make base-artifacts"`);
+  }
+  for (const file of ['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd']) {
+    if (!existsSync(file)) throw new Error(`${file} is missing: install the ovmf package (make deps)`);
+  }
+  if (!/^[a-z][a-z0-9-]{0,14}$/.test(opts.namespace)) throw new Error(`namespace "${opts.namespace}": 1-15 lower-case letters, digits and dashes`);
+  if (!Number.isInteger(opts.servers) || opts.servers < 1 || opts.servers > 50) throw new Error(`servers: ${opts.servers} is not a number from 1 to 50`);
+  if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < 1024) throw new Error(`memory: ${opts.memoryMiB} MiB is too little for the ephemeral OS (at least 1024)`);
+  if (!Number.isInteger(opts.diskGiB) || opts.diskGiB < 2) throw new Error(`disk size: ${opts.diskGiB} GiB is too small for the target image (at least 2)`);
+  for (const [name, quirks] of Object.entries(opts.quirks)) {
+    const m = /^server(\d+)$/.exec(name);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > opts.servers) throw new Error(`quirks: no server named "${name}" (servers are server1..server${opts.servers})`);
+    for (const q of quirks) if (!isQuirk(q)) throw new Error(`quirks: "${q}" is not a quirk profile`);
+  }
+}
+
+async function openssl(args: string[]): Promise<void> {
+  try {
+    await run('openssl', args);
+  } catch (err) {
+    throw new Error(`openssl ${args[0]}: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim()}`);
+  }
+}
+
+/** A CA and a certificate for the service's address, so servers can verify their HTTPS checkins. */
+async function makeServiceCertificates(dir: string, address: string): Promise<{ ca: string; cert: string; key: string }> {
+  const ca = join(dir, 'ca.pem'), caKey = join(dir, 'ca-key.pem'), cert = join(dir, 'service-cert.pem'), key = join(dir, 'service-key.pem'), csr = join(dir, 'service.csr');
+  const ext = join(dir, 'service.ext');
+  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', '/CN=uki-on-demand lab CA', '-keyout', caKey, '-out', ca]);
+  await openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${address}`, '-keyout', key, '-out', csr]);
+  writeFileSync(ext, `subjectAltName=IP:${address}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  await openssl(['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '3650', '-extfile', ext, '-out', cert]);
+  return { ca, cert, key };
+}
+
+/** Builds and starts a lab; if one already runs under this namespace, returns its description. */
+export async function labUp(opts: LabOptions): Promise<{ description: LabDescription; created: boolean }> {
+  const existing = readDescription(opts.stateDir);
+  if (existing && (await namespaceExists(opts.namespace))) return { description: existing, created: false };
+  preflight(opts);
+  if (await namespaceExists(opts.namespace)) throw new Error(`namespace ${opts.namespace} exists but has no lab description in ${opts.stateDir}: run "make lab-down" first`);
+  rmSync(opts.stateDir, { recursive: true, force: true });
+  mkdirSync(opts.stateDir, { recursive: true });
+  const ns = opts.namespace;
+  const plans = Array.from({ length: opts.servers }, (_, i) => serverPlan(opts, i));
+  try {
+    await createNetwork({
+      namespace: ns,
+      provisioningAddress: `${SUBNET.gateway}/${SUBNET.prefix}`,
+      bmcAddresses: plans.map((p) => `${p.bmcAddress}/32`),
+      taps: plans.flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], DATA_BRIDGE]] as [string, string][]),
+    });
+
+    // Plain DHCP: addresses, router, DNS. No boot file, next-server, PXE or HTTP-boot options.
+    const dhcpLog = join(opts.stateDir, 'dnsmasq.log');
+    spawnInNamespace(ns, 'dnsmasq', [
+      '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--user=root',
+      `--interface=${PROVISIONING_BRIDGE}`, '--bind-interfaces', '--except-interface=lo',
+      `--dhcp-range=${SUBNET.dhcpFirst},${SUBNET.dhcpLast},255.255.255.0,1h`,
+      `--dhcp-option=option:router,${SUBNET.gateway}`, `--dhcp-option=option:dns-server,${SUBNET.gateway}`,
+      `--dhcp-leasefile=${join(opts.stateDir, 'dnsmasq.leases')}`, '--log-dhcp', `--log-facility=${dhcpLog}`,
+    ], join(opts.stateDir, 'dnsmasq.out'));
+
+    const certs = await makeServiceCertificates(opts.stateDir, SUBNET.gateway);
+    const serviceUrl = `http://${SUBNET.gateway}:${SERVICE_PORT}`;
+    const serviceTlsUrl = `https://${SUBNET.gateway}:${SERVICE_TLS_PORT}`;
+    const serviceLog = join(opts.stateDir, 'service.log');
+    spawnInNamespace(ns, process.execPath, [
+      join(opts.repo, 'dist/cli.js'), 'serve',
+      '--listen', `${SUBNET.gateway}:${SERVICE_PORT}`, '--tls-listen', `${SUBNET.gateway}:${SERVICE_TLS_PORT}`,
+      '--tls-cert', certs.cert, '--tls-key', certs.key,
+      '--public-url', serviceUrl, '--public-tls-url', serviceTlsUrl,
+      // Only the orchestrator's side is trusted; the servers' DHCP range may fetch artifacts and PUT checkins.
+      '--trusted-cidrs', `${SUBNET.gateway}/32,127.0.0.0/8`,
+      '--data-dir', join(opts.stateDir, 'service-data'), '--base-artifacts', join(opts.repo, 'base-artifacts/out'),
+      '--log-level', opts.serviceLogLevel,
+    ], serviceLog);
+
+    const servers: LabServer[] = [];
+    for (const p of plans) {
+      mkdirSync(p.dir, { recursive: true });
+      const password = randomBytes(9).toString('base64url');
+      const cfg: BmcConfig = {
+        listen: `${p.bmcAddress}:443`,
+        username: 'admin',
+        password,
+        systemId: 'System.Embedded.1',
+        stateDir: p.dir,
+        quirks: opts.quirks[p.name] ?? [],
+        timings: opts.bmcTimings ?? {},
+        logLevel: 'info',
+        hardware: {
+          name: p.name,
+          uuid: randomUUID(),
+          serialNumber: p.serialNumber,
+          memoryMiB: opts.memoryMiB,
+          cpus: opts.cpus,
+          accel: opts.accel,
+          firmwareCode: '/usr/share/OVMF/OVMF_CODE_4M.fd',
+          firmwareVarsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.fd',
+          console: join(p.dir, 'console.log'),
+          nics: p.macs.map((mac, i) => ({ mac, tap: p.taps[i]!, pciSlot: 3 + i })),
+          disks: p.disks,
+        },
+      };
+      const cfgFile = join(p.dir, 'bmc.json');
+      writeFileSync(cfgFile, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });
+      const bmcLog = join(p.dir, 'bmc.log');
+      spawnInNamespace(ns, process.execPath, [join(opts.repo, 'dist/lab/bmc/main.js'), cfgFile], bmcLog);
+      servers.push({
+        name: p.name,
+        uuid: cfg.hardware.uuid,
+        serialNumber: p.serialNumber,
+        bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, quirks: cfg.quirks },
+        macs: p.macs,
+        provisioningMac: p.macs[0]!,
+        disks: p.disks.map(({ kind, serial, wwn, sizeGiB }) => (wwn ? { kind, serial, wwn, sizeGiB } : { kind, serial, sizeGiB })),
+        console: cfg.hardware.console,
+        bmcLog,
+      });
+    }
+
+    await waitForHttp(ns, `${serviceUrl}/healthz`, 'the build service', 30_000);
+    for (const s of servers) await waitForHttp(ns, `${s.bmc.url}/redfish/v1`, `the BMC of ${s.name}`, 30_000);
+
+    const description: LabDescription = {
+      namespace: ns,
+      stateDir: resolve(opts.stateDir),
+      serviceUrl,
+      serviceTlsUrl,
+      serviceCaCert: certs.ca,
+      serviceLog,
+      orchestratorAddress: SUBNET.gateway,
+      network: { namespace: ns, bridge: PROVISIONING_BRIDGE, dataBridge: DATA_BRIDGE, cidr: SUBNET.cidr, gateway: SUBNET.gateway, dns: [SUBNET.gateway], dhcpRange: [SUBNET.dhcpFirst, SUBNET.dhcpLast] },
+      dhcpLog,
+      servers,
+    };
+    writeFileSync(descriptionPath(opts.stateDir), JSON.stringify(description, null, 2) + '\n', { mode: 0o600 });
+    return { description, created: true };
+  } catch (err) {
+    await labDown(opts.namespace, opts.stateDir);
+    throw err;
+  }
+}
+
+/** Stops everything the lab started (every process in its namespace), deletes the namespace and the state. */
+export async function labDown(namespace: string, stateDir: string): Promise<void> {
+  await destroyNamespace(namespace);
+  rmSync(stateDir, { recursive: true, force: true });
+}
