@@ -3,7 +3,7 @@
 // labUp() builds it, labDown() removes every trace of it (processes, namespace, state directory).
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { BmcConfig } from './bmc/config.js';
@@ -158,7 +158,9 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
   if (existing && (await namespaceExists(opts.namespace))) return { description: existing, created: false };
   preflight(opts);
   if (await namespaceExists(opts.namespace)) throw new Error(`namespace ${opts.namespace} exists but has no lab description in ${opts.stateDir}: run "make lab-down" first`);
-  rmSync(opts.stateDir, { recursive: true, force: true });
+  if (existsSync(opts.stateDir) && readdirSync(opts.stateDir).length > 0) {
+    throw new Error(`state directory ${opts.stateDir} is not empty and holds no running lab: remove it or choose another`);
+  }
   mkdirSync(opts.stateDir, { recursive: true });
   const ns = opts.namespace;
   const plans = Array.from({ length: opts.servers }, (_, i) => serverPlan(opts, i));

@@ -124,6 +124,8 @@ export class Machine {
         return;
       case 'ForceRestart':
         if (!on) throw new MachineError('conflict', 'the server is powered off; ForceRestart needs it On');
+        // Marks the queued cut as the owner of the next stop (see stopped()).
+        this.power = 'PoweringOff';
         this.enqueue(async () => {
           await this.cut();
           await this.start(false);
@@ -236,11 +238,18 @@ export class Machine {
     await this.driver.powerOn(plan);
     this.postUntil = Date.now() + this.timings.postMs;
     this.power = 'On';
+    // The slot may have changed while the driver started the machine: the plan predates it.
+    const media = this.media.inserted && this.media.image ? this.media.image : undefined;
+    if (media !== plan.mediaUrl) {
+      await this.driver.changeMedia(media).catch((err: unknown) => this.events.log('media change failed', { error: err instanceof Error ? err.message : String(err) }));
+    }
   }
 
   private async cut(): Promise<void> {
     this.power = 'PoweringOff';
     this.cutting = true;
+    // A power cut cancels a GracefulRestart the guest never acted on.
+    this.restartAfterShutdown = false;
     try {
       await this.driver.powerOff();
     } finally {
@@ -269,6 +278,8 @@ export class Machine {
   private stopped(reason: StopReason): void {
     if (this.cutting || reason === 'power-cut') return; // cut() owns this transition
     this.events.log('machine stopped', { reason });
+    // A queued cut (ForceOff, ForceRestart, PowerCycle) decides what comes next, not the guest.
+    if (this.power === 'PoweringOff') return;
     if (reason === 'guest-reset' || (reason === 'guest-shutdown' && this.restartAfterShutdown)) {
       // A reboot from inside keeps the power on: the BMC starts the next boot, applying pending overrides.
       this.restartAfterShutdown = false;

@@ -83,8 +83,9 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
           if (body === undefined) return reply.code(204).send();
           if (method === 'GET') {
             const etag = etagOf(body);
-            if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+            // Set before the 304 too: a 304 carries the ETag a 200 would have (RFC 9110).
             void reply.header('etag', etag);
+            if (req.headers['if-none-match'] === etag) return reply.code(304).send();
           }
           return reply.header('content-type', 'application/json; charset=utf-8').send(body);
         },
@@ -106,7 +107,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     PATCH: (req) => {
       systemOf(req);
       checkIfMatch(req, res.computerSystem());
-      patchSystem(opts.machine, objectBody(req));
+      patchSystem(opts.machine, objectBody(req), res.computerSystem());
       return undefined;
     },
   });
@@ -196,13 +197,12 @@ const BOOT_PROPERTIES: Record<string, 'target' | 'enabled' | 'mode' | 'httpBootU
   BootSourceOverrideMode: 'mode',
   HttpBootUri: 'httpBootUri',
 };
-const READ_ONLY_SYSTEM = new Set(['Id', 'Name', 'UUID', 'SerialNumber', 'PowerState', 'Status', 'Manufacturer', 'Model', 'SystemType', 'Actions', 'Links']);
-
-function patchSystem(machine: Machine, body: Record<string, unknown>): void {
+/** `current`: the resource as GET shows it; any property it has other than Boot is read-only. */
+function patchSystem(machine: Machine, body: Record<string, unknown>, current: Record<string, unknown>): void {
   for (const key of Object.keys(body)) {
     if (key === 'Boot') continue;
     if (key.startsWith('@odata.')) continue;
-    throw READ_ONLY_SYSTEM.has(key) ? errors.propertyNotWritable(key) : errors.propertyUnknown(key);
+    throw Object.hasOwn(current, key) ? errors.propertyNotWritable(key) : errors.propertyUnknown(key);
   }
   const boot = body.Boot;
   if (boot === undefined) return;

@@ -20,6 +20,16 @@ export const MEDIA_ID = 'Cd';
 
 const link = (id: string) => ({ '@odata.id': id });
 
+/** The file name of an image URL; a stray % in it must not break every GET of the slot. */
+function imageName(image: string): string {
+  const last = new URL(image).pathname.split('/').pop() ?? '';
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
 export class Resources {
   readonly system: string;
   readonly managerPath = `/redfish/v1/Managers/${MANAGER_ID}`;
@@ -200,7 +210,7 @@ export class Resources {
       Name: 'Virtual CD',
       MediaTypes: ['CD', 'DVD'],
       Image: slot.image,
-      ImageName: slot.image ? decodeURIComponent(new URL(slot.image).pathname.split('/').pop() ?? '') : null,
+      ImageName: slot.image ? imageName(slot.image) : null,
       Inserted: slot.inserted,
       WriteProtected: slot.writeProtected,
       ConnectedVia: slot.inserted ? 'URI' : 'NotConnected',
