@@ -4,7 +4,8 @@
 // orchestrator would. Inspection: no network-config, DHCP on every NIC, the checkin reaches the
 // service's HTTPS listener (verified with the CA from the overlay), SSH by key only, instance-id and
 // hw-inventory (validated against its JSON Schema).
-// Provisioning: a static network-config matched by MAC; dhcp-discover and checkin stand aside.
+// Provisioning: a static network-config matched by MAC; dhcp-discover and checkin stand aside; at the
+// end an ACPI power button press (a BMC's Redfish GracefulShutdown) powers the machine off.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -37,6 +38,8 @@ const DISKS = [
 const SMBIOS_SERIAL = 'UOD-EPHEMERAL-0042';
 // Under TCG on a shared 2-core machine SSH comes up 40-150 s after QEMU starts.
 const BOOT_MS = 360_000;
+// Power button to QEMU exit: a few seconds at low load (systemd stops every unit first).
+const POWER_OFF_MS = 120_000;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -219,7 +222,7 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
     }
   }, BOOT_MS + 300_000);
 
-  test('provisioning: static address from network-config, no DHCP job, no checkin', async () => {
+  test('provisioning: static address from network-config, no DHCP job, no checkin, power button powers off', async () => {
     const id = randomUUID();
     const sshPort = await freePort();
     // User networking hands out 10.0.2.15 and forwards to it: the static address must be that one.
@@ -269,6 +272,15 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       expect(console).not.toMatch(/\[WARNING\]|Traceback/);
       expect(console).toMatch(/dhcp-discover: network-config present, nothing to do/);
       await vm.waitForLine(/checkin: no \/var\/lib\/cloud\/seed\/nocloud\/checkin-url, nothing to do/, 60_000);
+
+      // GracefulShutdown: the ACPI power button (button + evdev modules) reaches systemd-logind,
+      // which powers off; QEMU then exits by itself with 0.
+      await vm.qmp('system_powerdown');
+      let timer: NodeJS.Timeout | undefined;
+      const exit = await Promise.race([vm.exited, new Promise<'running'>((r) => { timer = setTimeout(() => r('running'), POWER_OFF_MS); })]);
+      clearTimeout(timer);
+      expect(exit, `QEMU still ran ${POWER_OFF_MS} ms after the power button\n${vm.output().split('\n').slice(-25).join('\n')}`).toBe(0);
+      expect(vm.output()).toMatch(/reboot: Power down/);
     } finally {
       await vm.kill();
     }

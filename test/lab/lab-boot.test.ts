@@ -128,7 +128,7 @@ describe.runIf(ready)('lab: booting servers through their BMC', { timeout: BOOT_
     const id = randomUUID();
     await svc.registerCheckin(id);
     // The tiny image loads no ACPI button driver: the power button does nothing, as on a hung OS.
-    const { isoUrl } = await svc.buildTiny(id, { cmdline: 'console=ttyS0,115200 uod.timeout=600' });
+    const { isoUrl } = await svc.buildTiny(id, { cmdline: 'console=ttyS0,115200 uod.timeout=90 uod.finish=stay' });
     expect((await bmc.insert(isoUrl)).status).toBe(204);
     expect((await bmc.setBoot({ BootSourceOverrideTarget: 'Cd', BootSourceOverrideEnabled: 'Once' })).status).toBe(204);
     expect((await bmc.reset('On')).status).toBe(204);

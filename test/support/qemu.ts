@@ -44,6 +44,11 @@
 //     exited                      resolves with QEMU's exit code (0 after a guest power-off), or null
 //                                 when it was killed; never rejects
 //     kill()                      kills QEMU and its guestfwd helpers; resolves once it is gone
+//     qmp(execute, args?)         runs one QMP command on the VM's QMP socket (a unix socket in its
+//                                 private directory) and resolves with its "return" value; rejects on an
+//                                 "error" reply or when QEMU is gone. E.g. qmp('system_powerdown') presses
+//                                 the ACPI power button (what a BMC does for Redfish GracefulShutdown);
+//                                 after the guest powers off, exited resolves with 0.
 //     macs                        MAC address of each NIC, in order (first one is the boot NIC)
 //     pgid                        process group of QEMU, its watchdog and its guestfwd helpers
 //     args, startedAt (performance.now() at spawn), timedOut() (killed because timeoutMs expired)
@@ -53,6 +58,7 @@
 // process), the whole group is killed on timeoutMs, on kill(), and when this process exits.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -109,6 +115,7 @@ export interface RunningVm {
   output(): string;
   exited: Promise<number | null>;
   kill(): Promise<void>;
+  qmp(execute: string, args?: Record<string, unknown>): Promise<unknown>;
   timedOut(): boolean;
   readonly macs: string[];
   readonly args: string[];
@@ -208,6 +215,54 @@ function installExitHook(): void {
   });
 }
 
+// One QMP session: greeting, capabilities negotiation, the command, its reply (events are skipped).
+function qmpCommand(socket: string, execute: string, args: Record<string, unknown> | undefined, timeoutMs = 30_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const conn = createConnection(socket);
+    let buffered = '';
+    let step: 'greeting' | 'capabilities' | 'command' = 'greeting';
+    const finish = (err: Error | null, value?: unknown): void => {
+      clearTimeout(timer);
+      conn.destroy();
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const timer = setTimeout(() => finish(new Error(`QMP ${execute}: no reply within ${timeoutMs} ms`)), timeoutMs);
+    const send = (cmd: object): void => {
+      conn.write(`${JSON.stringify(cmd)}\n`);
+    };
+    conn.setEncoding('utf8');
+    conn.on('error', (err) => finish(new Error(`QMP ${execute}: ${err.message}`)));
+    conn.on('close', () => finish(new Error(`QMP ${execute}: connection closed before the reply`)));
+    conn.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!line) continue;
+        let msg: { QMP?: unknown; event?: string; return?: unknown; error?: { class: string; desc: string } };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          return finish(new Error(`QMP ${execute}: unexpected reply ${line.slice(0, 200)}`));
+        }
+        if (msg.event !== undefined) continue;
+        if (msg.error) return finish(new Error(`QMP ${step === 'command' ? execute : 'qmp_capabilities'}: ${msg.error.class}: ${msg.error.desc}`));
+        if (step === 'greeting' && msg.QMP !== undefined) {
+          step = 'capabilities';
+          send({ execute: 'qmp_capabilities' });
+        } else if (step === 'capabilities' && 'return' in msg) {
+          step = 'command';
+          send(args ? { execute, arguments: args } : { execute });
+        } else if (step === 'command' && 'return' in msg) {
+          return finish(null, msg.return);
+        }
+      }
+    });
+  });
+}
+
 function mac(index: number): string {
   return `52:54:00:75:6f:${(0x10 + index).toString(16).padStart(2, '0')}`;
 }
@@ -239,6 +294,7 @@ export async function bootVm(opts: BootOptions): Promise<RunningVm> {
       '-smp', String(opts.cpus ?? 1),
       '-display', 'none',
       '-monitor', 'none',
+      '-qmp', `unix:${join(workDir, 'qmp.sock')},server=on,wait=off`,
       '-serial', 'stdio',
       '-no-reboot',
       '-drive', `if=pflash,format=raw,readonly=on,file=${fw.code}`,
@@ -464,6 +520,10 @@ async function startQemu(qemu: string, args: string[], opts: BootOptions, workDi
         killGroup(child, 'SIGKILL');
       }
       await exited;
+    },
+    qmp(execute, qmpArgs) {
+      if (done) return Promise.reject(new Error(`QMP ${execute}: QEMU has exited`));
+      return qmpCommand(join(workDir, 'qmp.sock'), execute, qmpArgs);
     },
     timedOut: () => timedOut,
     macs,
