@@ -36,6 +36,8 @@ function report(d: LabDescription, created: boolean): void {
   say();
   say(`Network (namespace ${ns}): ${d.network.cidr} on ${d.network.bridge}, gateway ${d.network.gateway}, DHCP ${d.network.dhcpRange.join('-')} (log ${d.dhcpLog})`);
   say(`Build service: ${d.serviceUrl} and ${d.serviceTlsUrl} (CA ${d.serviceCaCert}; log ${d.serviceLog})`);
+  say(`Images: ${d.imagesUrl}/ (target OS ${d.targetImageUrl})`);
+  say(`Orchestrator: SSH key ${d.sshKey}, Ansible inventory ${d.inventory}`);
   say();
   for (const s of d.servers) {
     say(`${s.name}: BMC ${s.bmc.url}  user ${s.bmc.username}  password ${s.bmc.password}  system ${s.bmc.systemId}${s.bmc.quirks.length ? `  quirks ${s.bmc.quirks.join(',')}` : ''}`);
@@ -47,6 +49,8 @@ function report(d: LabDescription, created: boolean): void {
   say('Next steps:');
   say(`  ip netns exec ${ns} curl -sk -u ${first.bmc.username}:${first.bmc.password} ${first.bmc.url}/redfish/v1/Systems/${first.bmc.systemId}`);
   say(`  ip netns exec ${ns} curl -s ${d.serviceUrl}/healthz`);
+  say(`  cd orchestrator && ip netns exec ${ns} ansible-playbook -i ${d.inventory} inspect.yml`);
+  say(`  cd orchestrator && ip netns exec ${ns} ansible-playbook -i ${d.inventory} provision.yml`);
   say('  README.md, "The lab": boot a server from an ISO the service built, with curl');
   say('  make lab-down   stops everything and removes the network');
   say(descriptionPath(d.stateDir));

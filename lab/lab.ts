@@ -17,6 +17,9 @@ export const SUBNET = { cidr: '192.0.2.0/24', gateway: '192.0.2.1', prefix: 24, 
 const BMC_NET = '198.51.100';
 const SERVICE_PORT = 8080;
 const SERVICE_TLS_PORT = 8443;
+// An ordinary web server with the OS images to provision (nginx: Range requests, like any image mirror).
+const IMAGES_PORT = 8081;
+export const TARGET_IMAGE = 'target-debian12-amd64.qcow2';
 
 export interface LabOptions {
   namespace: string;
@@ -78,6 +81,13 @@ export interface LabDescription {
   orchestratorAddress: string;
   network: { namespace: string; bridge: string; dataBridge: string; cidr: string; gateway: string; dns: string[]; dhcpRange: [string, string] };
   dhcpLog: string;
+  /** a web server with the base-artifacts/out files (the target OS image among them) */
+  imagesUrl: string;
+  targetImageUrl: string;
+  /** the orchestrator's SSH key pair (private key; .pub beside it) */
+  sshKey: string;
+  /** an Ansible inventory of the lab's servers for orchestrator/ */
+  inventory: string;
   servers: LabServer[];
 }
 
@@ -183,6 +193,12 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
     ], join(opts.stateDir, 'dnsmasq.out'));
 
     const certs = await makeServiceCertificates(opts.stateDir, SUBNET.gateway);
+    const imagesUrl = `http://${SUBNET.gateway}:${IMAGES_PORT}`;
+    const nginxConf = join(opts.stateDir, 'nginx.conf');
+    writeFileSync(nginxConf, nginxConfig(opts.stateDir, join(opts.repo, 'base-artifacts/out'), `${SUBNET.gateway}:${IMAGES_PORT}`));
+    spawnInNamespace(ns, 'nginx', ['-c', nginxConf, '-e', join(opts.stateDir, 'nginx-error.log')], join(opts.stateDir, 'nginx.out'));
+    const sshKey = join(opts.stateDir, 'orchestrator_ed25519');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `orchestrator@${ns}`, '-f', sshKey]);
     const serviceUrl = `http://${SUBNET.gateway}:${SERVICE_PORT}`;
     const serviceTlsUrl = `https://${SUBNET.gateway}:${SERVICE_TLS_PORT}`;
     const serviceLog = join(opts.stateDir, 'service.log');
@@ -242,6 +258,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
     }
 
     await waitForHttp(ns, `${serviceUrl}/healthz`, 'the build service', 30_000);
+    await waitForHttp(ns, `${imagesUrl}/`, 'the image web server', 30_000);
     for (const s of servers) await waitForHttp(ns, `${s.bmc.url}/redfish/v1`, `the BMC of ${s.name}`, 30_000);
 
     const description: LabDescription = {
@@ -254,8 +271,13 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       orchestratorAddress: SUBNET.gateway,
       network: { namespace: ns, bridge: PROVISIONING_BRIDGE, dataBridge: DATA_BRIDGE, cidr: SUBNET.cidr, gateway: SUBNET.gateway, dns: [SUBNET.gateway], dhcpRange: [SUBNET.dhcpFirst, SUBNET.dhcpLast] },
       dhcpLog,
+      imagesUrl,
+      targetImageUrl: `${imagesUrl}/${TARGET_IMAGE}`,
+      sshKey,
+      inventory: join(opts.stateDir, 'inventory.yml'),
       servers,
     };
+    writeFileSync(description.inventory, ansibleInventory(description), { mode: 0o600 });
     writeFileSync(descriptionPath(opts.stateDir), JSON.stringify(description, null, 2) + '\n', { mode: 0o600 });
     return { description, created: true };
   } catch (err) {
@@ -268,4 +290,65 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
 export async function labDown(namespace: string, stateDir: string): Promise<void> {
   await destroyNamespace(namespace);
   rmSync(stateDir, { recursive: true, force: true });
+}
+
+function nginxConfig(stateDir: string, root: string, listen: string): string {
+  return `# The lab's image web server: ${root}, read-only, with Range support.
+pid ${join(stateDir, 'nginx.pid')};
+worker_processes 1;
+events { worker_connections 256; }
+http {
+  access_log ${join(stateDir, 'nginx-access.log')};
+  client_body_temp_path ${stateDir};
+  proxy_temp_path ${stateDir};
+  fastcgi_temp_path ${stateDir};
+  uwsgi_temp_path ${stateDir};
+  scgi_temp_path ${stateDir};
+  types { application/octet-stream qcow2 img; }
+  sendfile on;
+  server {
+    listen ${listen};
+    root ${root};
+    autoindex on;
+    location / { limit_except GET { deny all; } }
+  }
+}
+`;
+}
+
+/** The lab's servers as an Ansible inventory for orchestrator/ (group `servers`). */
+function ansibleInventory(d: LabDescription): string {
+  const q = (v: unknown) => JSON.stringify(v);
+  const lines = [
+    `# The servers of lab "${d.namespace}" (written by make lab). Run the playbooks inside its namespace:`,
+    `#   cd orchestrator && ip netns exec ${d.namespace} ansible-playbook -i ${d.inventory} inspect.yml`,
+    'all:',
+    '  children:',
+    '    servers:',
+    '      vars:',
+    `        uod_api_url: ${q(d.serviceUrl)}`,
+    `        uod_callback_url: ${q(d.serviceUrl)}`,
+    `        uod_callback_tls_url: ${q(d.serviceTlsUrl)}`,
+    `        uod_ca_cert: ${q(d.serviceCaCert)}`,
+    `        ssh_private_key_file: ${q(d.sshKey)}`,
+    `        inventory_output_dir: ${q(join(d.stateDir, 'inspections'))}`,
+    `        server_subnet: ${q(d.network.cidr)}`,
+    `        server_gateway: ${q(d.network.gateway)}`,
+    `        server_dns: ${q(d.network.dns)}`,
+    `        qcow2_image_url: ${q(d.targetImageUrl)}`,
+    '      hosts:',
+  ];
+  for (const s of d.servers) {
+    const disk = s.disks[0]!;
+    lines.push(
+      `        ${s.name}:`,
+      `          bmc_host: ${q(s.bmc.host)}`,
+      `          bmc_username: ${q(s.bmc.username)}`,
+      `          bmc_password: ${q(s.bmc.password)}`,
+      `          server_mac: ${q(s.provisioningMac)}`,
+      `          disk_serial: ${q(disk.serial)}`,
+      '          boot_method: cd',
+    );
+  }
+  return lines.join('\n') + '\n';
 }

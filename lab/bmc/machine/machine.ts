@@ -159,7 +159,8 @@ export class Machine {
     if (patch.mode !== undefined && !(OVERRIDE_MODES as readonly string[]).includes(patch.mode)) {
       throw new MachineError('bad-value', `"${patch.mode}" is not an allowed value; this server boots UEFI only`, 'Boot/BootSourceOverrideMode');
     }
-    if (patch.httpBootUri !== undefined && patch.httpBootUri !== null) checkHttpUrl(patch.httpBootUri, 'Boot/HttpBootUri');
+    // An empty string clears the URI, as null does (what orchestrators send to clear it).
+    if (patch.httpBootUri) checkHttpUrl(patch.httpBootUri, 'Boot/HttpBootUri');
     const next = { ...this.override };
     if (patch.target !== undefined) next.target = patch.target as BootTarget;
     if (patch.enabled !== undefined) next.enabled = patch.enabled as OverrideEnabled;
