@@ -4,6 +4,7 @@
 #   make test-reliability  crash, disk-full, bad-input, BMC-stress and property tests
 #   make bench             benchmarks against same-run baselines → bench/results.json
 #   make base-artifacts    kernels, tiny test initramfs images, the ephemeral OS
+#   make target-image      the target OS disk image (qcow2) that provisioning writes to disks
 #   make lab               a private network with virtual servers behind Redfish BMCs (LAB_SERVERS=2)
 #   make lab-down          stops the lab and removes everything it made
 SHELL := /bin/bash
@@ -48,8 +49,14 @@ $(OUT)/initramfs-tiny-%.img: $(OUT)/vmlinuz-% $(wildcard base-artifacts/tiny/*)
 $(OUT)/initramfs-%.img: $(OUT)/vmlinuz-% $(shell find base-artifacts/ephemeral -type f 2>/dev/null)
 	base-artifacts/ephemeral/build.sh $* $(OUT) $(WORK)
 
+# The target OS disk image (Debian 12, cloud-init, UKI on the ESP): base-artifacts/target/README.md.
+.PHONY: target-image
+target-image: deps $(OUT)/target-debian12-amd64.qcow2
+$(OUT)/target-debian12-%.qcow2: $(shell find base-artifacts/target base-artifacts/lib -type f 2>/dev/null)
+	base-artifacts/target/build.sh $* $(OUT) $(WORK)
+
 base-artifacts-tiny: deps $(KERNELS) $(TINY)
-base-artifacts: deps $(KERNELS) $(TINY) $(EPHEMERAL)
+base-artifacts: deps $(KERNELS) $(TINY) $(EPHEMERAL) $(OUT)/target-debian12-amd64.qcow2
 
 run: deps build
 	@[ -e $(OUT)/vmlinuz-amd64 ] && [ -e $(OUT)/initramfs-amd64.img ] || $(MAKE) base-artifacts

@@ -40,33 +40,9 @@ started=$(date +%s)
 
 # --- mirror: the host's own apt sources are the only reachable ones -----------------------------
 
-# Prints "<uri> <suite>" for every enabled deb source of the host (one-line and deb822 formats).
-host_sources() {
-    local f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        sed -e 's/#.*//' "$f" | awk '$1 == "deb" {
-            i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-            print $i, $(i + 1) }'
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk '
-            function flush() {
-                if (types ~ /(^| )deb( |$)/ && enabled != "no")
-                    for (u in uris) for (s in suites) print uris[u], suites[s]
-                types = ""; enabled = ""; delete uris; delete suites
-            }
-            /^[[:space:]]*#/ { next }
-            /^[[:space:]]*$/ { flush(); next }
-            { key = tolower($1); sub(/:$/, "", key); $1 = "" }
-            key == "types" { types = $0 }
-            key == "enabled" { enabled = tolower($2) }
-            key == "uris" { for (i = 2; i <= NF; i++) uris[i] = $i }
-            key == "suites" { for (i = 2; i <= NF; i++) suites[i] = $i }
-            END { flush() }' "$f"
-    done
-}
+# host_sources: prints "<uri> <suite>" for every enabled deb source of the host.
+# shellcheck source=../lib/apt-sources.sh
+. "$here/../lib/apt-sources.sh"
 
 mirror=${EPHEMERAL_MIRROR:-$(host_sources | awk -v s="$suite" '$2 == s { print $1; exit }')}
 security=${EPHEMERAL_SECURITY_MIRROR:-$(host_sources | awk -v s="$suite-security" '$2 == s { print $1; exit }')}
@@ -107,8 +83,8 @@ if awk -v p="$stage/" 'index($2, p) == 1 { found = 1 } END { exit !found }' /pro
     die "mounts remain below $stage; unmount them first"
 fi
 rm -rf "$stage"
-mkdir -p "$stage/firmware-debs" "$stage/firmware"
-chmod 0777 "$stage/firmware-debs"   # apt downloads as _apt
+mkdir -p "$stage/firmware-debs" "$stage/firmware" "$stage/qemu-debs" "$stage/qemu-block-extra"
+chmod 0777 "$stage/firmware-debs" "$stage/qemu-debs"   # apt downloads as _apt
 
 packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.list" | tr -s '[:space:]' ',' | sed 's/,$//')
 
@@ -137,6 +113,7 @@ mmdebstrap \
     --aptopt='Acquire::Languages "none"' \
     "${dpkg_excludes[@]}" \
     --customize-hook="cd '$stage/firmware-debs' && APT_CONFIG=\"\$MMDEBSTRAP_APT_CONFIG\" apt-get download -q $firmware_packages" \
+    --customize-hook="cd '$stage/qemu-debs' && APT_CONFIG=\"\$MMDEBSTRAP_APT_CONFIG\" apt-get download -q qemu-block-extra=\$(chroot \"\$1\" dpkg-query -W -f='\${Version}' qemu-utils)" \
     --customize-hook="chroot \"\$1\" dpkg-query -W -f='\${Package} \${Version}\n' > '$stage/packages.txt'" \
     "$suite" "$root" \
     "deb $mirror $suite $components" \
@@ -154,6 +131,23 @@ for p in "$here"/patches/*.patch; do
     done
     log "applied $(basename "$p")"
 done
+
+# QEMU's curl block driver (http/https), so that `qemu-img convert` streams a disk image from a URL
+# onto a disk instead of holding a download in the RAM root. Debian ships it in qemu-block-extra,
+# whose other drivers pull in Ceph, GlusterFS, iSCSI and NFS libraries: the package is downloaded
+# (not installed) and only block-curl.so is copied. It must come from exactly the qemu-utils
+# version of the image (QEMU refuses modules of another build); its one library, libcurl-gnutls,
+# is libcurl3-gnutls of packages.list.
+dpkg-deb -x "$stage"/qemu-debs/qemu-block-extra_*.deb "$stage/qemu-block-extra"
+for so in "$stage"/qemu-block-extra/usr/lib/*/qemu/block-curl.so; do
+    [ -f "$so" ] || die "no block-curl.so in qemu-block-extra"
+    rel=${so#"$stage/qemu-block-extra/"}
+    install -D -m 0644 "$so" "$root/$rel"
+    echo "$rel $(dpkg-deb -W --showformat='${Package} ${Version}' "$stage"/qemu-debs/qemu-block-extra_*.deb)" > "$stage/qemu-modules.txt"
+done
+chroot "$root" qemu-img --help | grep -q 'Supported formats:.* https\{0,1\} ' ||
+    die "qemu-img does not list the http/https drivers after adding block-curl.so"
+log "qemu block driver: $(cut -d' ' -f1 "$stage/qemu-modules.txt")"
 
 # --- kernel modules and the firmware they ask for -------------------------------------------------
 
@@ -251,7 +245,7 @@ rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* \
 # Every dynamic library a binary asks for must be in the image (catches over-eager excludes).
 find "$root/usr/lib" \( -type f -o -type l \) -name '*.so*' -printf '%f\n' | sort -u > "$stage/libs.txt"
 missing=$({ find "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib/systemd" -type f -perm -u+x \
-    -exec readelf -d {} + 2>/dev/null || true; } | awk '/\(NEEDED\)/ { gsub(/[][]/, "", $5); print $5 }' | sort -u |
+    -exec readelf -d {} "$root"/usr/lib/*/qemu/*.so + 2>/dev/null || true; } | awk '/\(NEEDED\)/ { gsub(/[][]/, "", $5); print $5 }' | sort -u |
     comm -23 - "$stage/libs.txt")
 [ -z "$missing" ] || die "libraries needed but missing from the image: $missing"
 
@@ -260,6 +254,7 @@ missing=$({ find "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib/systemd" -type 
     echo "## packages"; cat "$stage/packages.txt"
     echo "## modules"; sed "s|^$fullmods/lib/modules/$kver/||" "$stage/modules.txt"
     echo "## firmware"; cat "$stage/firmware.txt"
+    echo "## qemu modules"; cat "$stage/qemu-modules.txt"
 } > "$stage/contents.txt"
 
 # --- pack -----------------------------------------------------------------------------------------
