@@ -338,13 +338,15 @@ function ansibleInventory(d: LabDescription): string {
     `        qcow2_image_url: ${q(d.targetImageUrl)}`,
     '      hosts:',
   ];
-  for (const s of d.servers) {
-    const disk = s.disks[0]!;
+  for (const [i, s] of d.servers.entries()) {
+    // Alternate the OS disk between the SCSI disk (listed by WWN under /dev/disk/by-id) and the NVMe one.
+    const disk = s.disks[i % s.disks.length]!;
     lines.push(
       `        ${s.name}:`,
       `          bmc_host: ${q(s.bmc.host)}`,
       `          bmc_username: ${q(s.bmc.username)}`,
       `          bmc_password: ${q(s.bmc.password)}`,
+      `          bmc_resource_id: ${q(s.bmc.systemId)}`,
       `          server_mac: ${q(s.provisioningMac)}`,
       `          disk_serial: ${q(disk.serial)}`,
       '          boot_method: cd',
