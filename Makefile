@@ -7,6 +7,7 @@
 #   make target-image      the target OS disk image (qcow2) that provisioning writes to disks
 #   make lab               a private network with virtual servers behind Redfish BMCs (LAB_SERVERS=2)
 #   make lab-down          stops the lab and removes everything it made
+#   make demo              on a running lab: inspection, then provisioning, then the SSH command
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -22,7 +23,7 @@ KERNELS   := $(foreach a,$(ARCHES),$(OUT)/vmlinuz-$(a))
 TINY      := $(foreach a,$(ARCHES),$(OUT)/initramfs-tiny-$(a).img)
 EPHEMERAL := $(foreach a,$(EPHEMERAL_ARCHES),$(OUT)/initramfs-$(a).img)
 
-.PHONY: help deps node build run test test-unit test-e2e test-lab test-reliability bench base-artifacts base-artifacts-tiny lab lab-down clean
+.PHONY: help deps node build run test test-unit test-e2e test-lab test-orchestrator test-reliability bench base-artifacts base-artifacts-tiny lab lab-down demo clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -67,7 +68,7 @@ VITEST = node scripts/run-vitest.mjs
 
 test: deps build base-artifacts
 	npm run typecheck
-	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e test/lab
+	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e test/lab test/orchestrator
 
 test-unit: node
 	$(VITEST) test/unit test/api
@@ -77,6 +78,9 @@ test-e2e: deps node base-artifacts
 
 test-lab: deps build base-artifacts
 	$(VITEST) test/lab
+
+test-orchestrator: deps build base-artifacts
+	$(VITEST) test/orchestrator
 
 test-reliability: deps node base-artifacts-tiny
 	UOD_TEST_LABEL=reliability $(VITEST) test/reliability
@@ -98,6 +102,9 @@ LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)
+
+demo: lab
+	lab/demo.sh /var/tmp/uod-lab/$(LAB_NAMESPACE)/lab.json
 
 lab-down:
 	@if [ -e dist/lab/cli.js ]; then node dist/lab/cli.js down --namespace $(LAB_NAMESPACE); \

@@ -1,0 +1,101 @@
+// Static checks of the orchestrator: both playbooks pass ansible-playbook --syntax-check and
+// ansible-lint (Debian's, production profile) with nothing to report; the IPAM role gives the
+// design's addresses, checked against an independent computation for several subnets, and refuses
+// unusable or shared addresses before anything else runs.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, test } from 'vitest';
+import { ORCHESTRATOR } from '../support/ansible.js';
+import { tempDir } from '../support/service.js';
+
+const run = promisify(execFile);
+
+async function sh(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await run(cmd, args, { cwd: ORCHESTRATOR, env: { ...process.env, ANSIBLE_NOCOLOR: '1', ...env }, maxBuffer: 16 << 20, timeout: 300_000 });
+    return { code: 0, out: stdout + stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, out: (e.stdout ?? '') + (e.stderr ?? '') };
+  }
+}
+
+/** The design's IPAM, computed without Ansible: sha256("bmc_host/bmc_resource_id")[:8] % (size - 3) + 2. */
+function ipam(bmcHost: string, resourceId: string, cidr: string): string {
+  const [net, bits] = cidr.split('/') as [string, string];
+  const size = 2 ** (32 - Number(bits));
+  const offset = (parseInt(createHash('sha256').update(`${bmcHost}/${resourceId}`).digest('hex').slice(0, 8), 16) % (size - 3)) + 2;
+  const base = net.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+  const n = base + offset;
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
+
+describe('orchestrator: static checks', { timeout: 300_000 }, () => {
+  test('ansible-playbook --syntax-check passes for both playbooks', async () => {
+    for (const playbook of ['inspect.yml', 'provision.yml']) {
+      const r = await sh('ansible-playbook', ['--syntax-check', '-i', 'inventory/example', playbook]);
+      expect(r.code, r.out).toBe(0);
+    }
+  });
+
+  test('ansible-lint reports nothing', async () => {
+    const r = await sh('ansible-lint', ['--nocolor', 'inspect.yml', 'provision.yml']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/0 failure\(s\), 0 warning\(s\)/);
+  });
+
+  const hosts = [
+    { name: 'a', bmc_host: '10.1.2.3', bmc_resource_id: 'System.Embedded.1', server_subnet: '192.0.2.0/24', server_gateway: '192.0.2.1' },
+    { name: 'b', bmc_host: 'bmc-b.example.net', bmc_resource_id: '1', server_subnet: '10.20.0.0/16', server_gateway: '10.20.0.1' },
+    { name: 'c', bmc_host: '198.51.100.12:8443', bmc_resource_id: 'Self', server_subnet: '198.51.100.16/28', server_gateway: '198.51.100.17' },
+    { name: 'd', bmc_host: '172.16.9.9', bmc_resource_id: 'System.Embedded.1', server_subnet: '172.16.32.0/20', server_gateway: '172.16.32.1' },
+  ];
+
+  function inventory(entries: Record<string, unknown>[]): string {
+    const dir = tempDir('ipam');
+    const lines = ['servers:', '  hosts:'];
+    for (const h of entries) {
+      lines.push(`    ${h.name}:`);
+      for (const [k, v] of Object.entries(h)) if (k !== 'name') lines.push(`      ${k}: ${JSON.stringify(v)}`);
+      lines.push('      server_mac: "52:54:00:00:00:01"');
+    }
+    fs.writeFileSync(path.join(dir, 'hosts.yml'), lines.join('\n') + '\n');
+    return dir;
+  }
+
+  const ipamPlay = (dir: string) =>
+    sh('ansible-playbook', ['-i', path.join(dir, 'hosts.yml'), path.resolve(import.meta.dirname, 'fixtures/ipam.yml'), '-e', `ipam_out=${dir}`], { ANSIBLE_ROLES_PATH: path.join(ORCHESTRATOR, 'roles') });
+
+  test('IPAM gives the addresses of an independent computation, for several subnets', async () => {
+    expect(ipam('10.1.2.3', 'System.Embedded.1', '192.0.2.0/24')).toBe('192.0.2.46'); // the value checked by hand in LAB.md
+    const dir = inventory(hosts);
+    const r = await ipamPlay(dir);
+    expect(r.code, r.out).toBe(0);
+    for (const h of hosts) {
+      expect(fs.readFileSync(path.join(dir, h.name), 'utf8'), h.name).toBe(ipam(h.bmc_host, h.bmc_resource_id, h.server_subnet));
+    }
+  });
+
+  test('IPAM refuses network, broadcast, gateway and foreign addresses, and one address for two servers', async () => {
+    const base = hosts[0]!;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ server_host: '192.0.2.0' }, /a: address 192\.0\.2\.0 cannot be used in 192\.0\.2\.0\/24/],
+      [{ server_host: '192.0.2.255' }, /a: address 192\.0\.2\.255 cannot be used/],
+      [{ server_host: '192.0.2.1' }, /a: address 192\.0\.2\.1 cannot be used/],
+      [{ server_host: '10.9.9.9' }, /a: address 10\.9\.9\.9 cannot be used/],
+      [{ server_host: '', bmc_resource_id: '' }, /a: set server_host, or bmc_resource_id/],
+    ];
+    for (const [override, message] of cases) {
+      const r = await ipamPlay(inventory([{ ...base, ...override }]));
+      expect(r.code).not.toBe(0);
+      expect(r.out).toMatch(message);
+    }
+    const twins = await ipamPlay(inventory([{ ...base, server_host: '192.0.2.77' }, { ...base, name: 'z', bmc_host: '10.9.9.9', server_host: '192.0.2.77' }]));
+    expect(twins.code).not.toBe(0);
+    expect(twins.out).toMatch(/a and z would both get 192\.0\.2\.77/);
+    expect(twins.out).toMatch(/z and a would both get 192\.0\.2\.77/);
+  });
+});
