@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import ssh2 from 'ssh2';
 
 const [address, idFile] = process.argv.slice(2);
-const { privateKey } = ssh2.utils.generateKeyPairSync('ed25519');
+const { private: privateKey } = ssh2.utils.generateKeyPairSync('ed25519');
 const server = new ssh2.Server({ hostKeys: [privateKey] }, (client) => {
   client.on('authentication', (ctx) => ctx.accept());
   client.on('error', () => {});
