@@ -294,6 +294,8 @@ export async function labDown(namespace: string, stateDir: string): Promise<void
 
 function nginxConfig(stateDir: string, root: string, listen: string): string {
   return `# The lab's image web server: ${root}, read-only, with Range support.
+# Workers run as root like the rest of the lab: the repository may sit where nobody else can read.
+user root;
 pid ${join(stateDir, 'nginx.pid')};
 worker_processes 1;
 events { worker_connections 256; }
