@@ -154,9 +154,9 @@ describe.runIf(ready)('orchestrator workflows in the lab', { timeout: 1_200_000 
       ['build', 'Submit the build'],
       ['power and media', 'Find the system, its reset types'],
       ['boot to checkin', 'Wait for the server to check in'],
-      ['find server over SSH', 'Ask each reported address'],
+      ['find server over SSH', 'Find the server among'],
       ['inventory', 'Collect the hardware inventory'],
-      ['release BMC', 'Power off, eject the media'],
+      ['release BMC', 'Give the BMC back'],
     ]);
   });
 
