@@ -63,7 +63,8 @@ export interface LabServer {
   macs: string[];
   /** the NIC on the provisioning network (DHCP) is macs[0]; macs[1] is on the data bridge */
   provisioningMac: string;
-  disks: { kind: string; serial: string; wwn?: string; sizeGiB: number }[];
+  /** path: the raw image file behind the disk (the BMC creates it empty; it survives power cycles) */
+  disks: { kind: string; serial: string; wwn?: string; sizeGiB: number; path: string }[];
   console: string;
   bmcLog: string;
 }
@@ -251,7 +252,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
         bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, quirks: cfg.quirks },
         macs: p.macs,
         provisioningMac: p.macs[0]!,
-        disks: p.disks.map(({ kind, serial, wwn, sizeGiB }) => (wwn ? { kind, serial, wwn, sizeGiB } : { kind, serial, sizeGiB })),
+        disks: p.disks.map(({ kind, serial, wwn, sizeGiB, path }) => (wwn ? { kind, serial, wwn, sizeGiB, path } : { kind, serial, sizeGiB, path })),
         console: cfg.hardware.console,
         bmcLog,
       });

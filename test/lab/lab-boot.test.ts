@@ -4,6 +4,8 @@
 // in. Power semantics: Once/Continuous overrides, a reboot from inside, the power button with a guest
 // that ignores it and with the ephemeral OS, ForceOff, PowerCycle.
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Bmc, consoleText, LabService, startLab, type TestLab } from '../support/lab.js';
 import { b64, haveBaseArtifacts } from '../support/service.js';
@@ -48,7 +50,7 @@ describe.runIf(ready)('lab: booting servers through their BMC', { timeout: BOOT_
     expect(addresses).toHaveLength(1);
     expect(dhcpAddress(addresses[0]!)).toBe(true);
     // dnsmasq leased exactly that address to the server's provisioning MAC.
-    const dhcp = (await import('node:fs')).readFileSync(lab.d.dhcpLog, 'utf8');
+    const dhcp = fs.readFileSync(lab.d.dhcpLog, 'utf8');
     expect(dhcp).toMatch(new RegExp(`DHCPACK\\(\\S+\\) ${addresses[0]!.replace(/\./g, '\\.')} ${bmc.server.provisioningMac}`));
     // The BMC's HEAD, then the CD drive's Range reads: never one whole download.
     const reads = svc.artifactReads('/boot.iso');
@@ -63,18 +65,36 @@ describe.runIf(ready)('lab: booting servers through their BMC', { timeout: BOOT_
   });
 
   test('after a consumed Once the next power-on boots the disk, with the media still inserted', async () => {
-    const before = consoleText(bmc.server).split('UOD-CMDLINE').length;
+    // Something bootable on the first disk (as if an OS were installed): an image with its own checkin id.
+    const onDisk = randomUUID();
+    await svc.registerCheckin(onDisk);
+    const { isoUrl: diskIso } = await svc.buildTiny(onDisk);
+    const buildId = new URL(diskIso).pathname.split('/')[2]!;
+    const image = path.join(lab.d.stateDir, 'service-data/builds', buildId, 'boot.iso');
+    const disk = bmc.server.disks[0]!.path;
+    const fd = fs.openSync(disk, 'r+');
+    try {
+      fs.writeSync(fd, fs.readFileSync(image), 0, undefined, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const cdBoots = consoleText(bmc.server).split('UOD-CMDLINE').length;
     expect((await bmc.reset('On')).status).toBe(204);
-    await bmc.waitForPower('On', 30_000);
+    // The disk's image checks in; the inserted CD (first test's ISO) is not what booted.
+    await svc.waitForCheckin(onDisk, BOOT_MS);
     expect(bmc.logEvents('power on').at(-1)).toMatchObject({ device: 'default' });
-    // The disk is empty: the firmware finds nothing to boot there, and the ISO does not start again.
     const start = bmc.logEvents('qemu start').at(-1)!.args as string;
     expect(start).toMatch(/scsi-hd,[^ ]*bootindex=0/);
     expect(start).toMatch(/ide-cd,[^ ]*drive=media0,bootindex=2/);
-    await new Promise((r) => setTimeout(r, 20_000));
-    expect(consoleText(bmc.server).split('UOD-CMDLINE').length).toBe(before);
-    expect((await bmc.reset('ForceOff')).status).toBe(204);
-    expect(await bmc.waitForPower('Off', 30_000)).not.toContain('On');
+    expect(consoleText(bmc.server).split('UOD-CMDLINE').length).toBe(cdBoots + 1);
+    await bmc.waitForPower('Off', 60_000);
+    // Blank the disk again for the tests that follow.
+    const blank = fs.openSync(disk, 'r+');
+    try {
+      fs.writeSync(blank, Buffer.alloc(fs.statSync(image).size), 0, undefined, 0);
+    } finally {
+      fs.closeSync(blank);
+    }
     expect((await bmc.eject()).status).toBe(204);
     expect(await bmc.get(`${bmc.system}/VirtualMedia/Cd`)).toMatchObject({ Image: null, Inserted: false });
   });
