@@ -51,7 +51,8 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     accel: 'tcg',
     quirks: {},
     serviceLogLevel: 'debug',
-    ...overrides,
+    // An option given as undefined (a flag not passed) keeps its default.
+    ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };
 }
 
