@@ -40,12 +40,12 @@ started=$(date +%s)
 
 # --- mirror: the host's own apt sources are the only reachable ones -----------------------------
 
-# host_sources: prints "<uri> <suite>" for every enabled deb source of the host.
+# host_mirror SUITE: the host's own deb source for that suite.
 # shellcheck source=../lib/apt-sources.sh
 . "$here/../lib/apt-sources.sh"
 
-mirror=${EPHEMERAL_MIRROR:-$(host_sources | awk -v s="$suite" '$2 == s { print $1; exit }')}
-security=${EPHEMERAL_SECURITY_MIRROR:-$(host_sources | awk -v s="$suite-security" '$2 == s { print $1; exit }')}
+mirror=${EPHEMERAL_MIRROR:-$(host_mirror "$suite")}
+security=${EPHEMERAL_SECURITY_MIRROR:-$(host_mirror "$suite-security")}
 [ -n "$mirror" ] || die "no '$suite' deb source in the host's apt configuration (set EPHEMERAL_MIRROR)"
 [ -n "$security" ] || die "no '$suite-security' deb source in the host's apt configuration (set EPHEMERAL_SECURITY_MIRROR)"
 components="main non-free-firmware"

@@ -28,3 +28,8 @@ host_sources() {
             END { flush() }' "$f"
     done
 }
+
+# Prints the URI of the host's first enabled deb source for one suite (empty when there is none).
+host_mirror() {
+    host_sources | awk -v s="$1" '$2 == s { print $1; exit }'
+}

@@ -59,8 +59,8 @@ started=$(date +%s)
 
 # shellcheck source=../lib/apt-sources.sh
 . "$here/../lib/apt-sources.sh"
-mirror=${TARGET_MIRROR:-$(host_sources | awk -v s="$suite" '$2 == s { print $1; exit }')}
-security=${TARGET_SECURITY_MIRROR:-$(host_sources | awk -v s="$suite-security" '$2 == s { print $1; exit }')}
+mirror=${TARGET_MIRROR:-$(host_mirror "$suite")}
+security=${TARGET_SECURITY_MIRROR:-$(host_mirror "$suite-security")}
 [ -n "$mirror" ] || die "no '$suite' deb source in the host's apt configuration (set TARGET_MIRROR)"
 [ -n "$security" ] || die "no '$suite-security' deb source in the host's apt configuration (set TARGET_SECURITY_MIRROR)"
 log "mirror $mirror, security $security"
