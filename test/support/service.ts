@@ -1,17 +1,14 @@
 // Runs the real service for tests: either in-process (fast, for API tests) or as a child process of the
-// built CLI (for restarts, SIGKILL and start-up behaviour). Both listen on real sockets.
-import { spawn, type ChildProcess } from 'node:child_process';
+// built CLI (for restarts, SIGKILL and start-up behaviour; service-process.mjs). Both listen on real sockets.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { request as undiciRequest, Agent } from 'undici';
 import { loadConfig } from '../../src/config.js';
-import { startService, type RunningService } from '../../src/service.js';
+import { startService as startInProcessService, type RunningService } from '../../src/service.js';
+import { BASE_ARTIFACTS, serviceTempDir, startService, type ServiceProcess } from './service-process.mjs';
 
-export const REPO = path.resolve(import.meta.dirname, '../..');
-export const BASE_ARTIFACTS = path.join(REPO, 'base-artifacts/out');
-export const CLI = path.join(REPO, 'dist/cli.js');
+export { BASE_ARTIFACTS, CLI, REPO } from './service-process.mjs';
 
 /**
  * True when the base artifacts a test needs have been made (`make base-artifacts`). Outside CI a
@@ -27,8 +24,9 @@ export function haveBaseArtifacts(...names: string[]): boolean {
   return missing.length === 0;
 }
 
+/** A fresh directory under the OS temp dir, removed when the test process exits. */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `uod-${prefix}-`));
+  return serviceTempDir(prefix);
 }
 
 export interface InProcessService {
@@ -43,69 +41,23 @@ export interface InProcessService {
 export async function startInProcess(args: string[] = [], dataDir = tempDir('data')): Promise<InProcessService> {
   const config = loadConfig(['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--base-artifacts', BASE_ARTIFACTS, ...args], {});
   const logger = pino({ level: process.env.UOD_TEST_LOG ?? 'silent' });
-  const service = await startService(config, { logger });
+  const service = await startInProcessService(config, { logger });
   const url = `http://${service.addresses.http}`;
   const tlsUrl = service.addresses.https ? `https://${service.addresses.https}` : null;
   return { url, tlsUrl, service, dataDir, close: () => service.close() };
 }
 
-export interface ChildService {
-  url: string;
-  proc: ChildProcess;
-  dataDir: string;
-  logs(): string;
-  /** SIGTERM and wait. */
-  stop(): Promise<number | null>;
-  /** SIGKILL and wait: a crash. */
-  kill(): Promise<void>;
-}
+/** The service as a child process (`node dist/cli.js serve`); see service-process.mjs. */
+export type ChildService = ServiceProcess & { dataDir: string };
 
 /**
- * Starts `node dist/cli.js serve` (run `npm run build` first). Resolves once the service logs that it
- * listens; the bound address is read from that log line, so port 0 works.
+ * Starts `node dist/cli.js serve` on 127.0.0.1 (port 0 unless given) and resolves once it listens. A data
+ * directory not given is made and removed at exit.
  */
-export async function startChild(opts: { dataDir?: string; args?: string[]; env?: Record<string, string>; port?: number } = {}): Promise<ChildService> {
+export async function startChild(opts: { dataDir?: string; args?: string[]; env?: Record<string, string | undefined>; port?: number } = {}): Promise<ChildService> {
   const dataDir = opts.dataDir ?? tempDir('data');
-  const args = [CLI, 'serve', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--data-dir', dataDir, '--base-artifacts', BASE_ARTIFACTS, ...(opts.args ?? [])];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout!.on('data', (d) => (output += d));
-  proc.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`service did not start:\n${output}`)), 20_000);
-    const onData = () => {
-      for (const line of output.split('\n')) {
-        if (!line.includes('"listening"')) continue;
-        const parsed = JSON.parse(line) as { http: string };
-        clearTimeout(timer);
-        proc.stdout!.off('data', onData);
-        resolve(`http://${parsed.http}`);
-        return;
-      }
-    };
-    proc.stdout!.on('data', onData);
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`service exited with ${code} before listening:\n${output}`));
-    });
-  });
-
-  return {
-    url,
-    proc,
-    dataDir,
-    logs: () => output,
-    stop: async () => {
-      proc.kill('SIGTERM');
-      return exited;
-    },
-    kill: async () => {
-      proc.kill('SIGKILL');
-      await exited;
-    },
-  };
+  const child = await startService({ dataDir, args: opts.args, env: opts.env, listen: `127.0.0.1:${opts.port ?? 0}` });
+  return { ...child, dataDir };
 }
 
 export interface JsonResponse<T = any> {
