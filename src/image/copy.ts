@@ -4,6 +4,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { writeAllAt } from '../storage/write-all.js';
 
 // 1 MiB chunks: as fast as cp on page-cached files here, while keeping memory flat.
 const CHUNK = 1024 * 1024;
@@ -23,15 +24,6 @@ export function segmentLength(segment: Segment): number {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {
     throw signal.reason instanceof Error ? signal.reason : new Error('operation cancelled');
-  }
-}
-
-/** Writes all of `data` at `position` (positional writes only: handles may be shared). */
-export async function writeAllAt(out: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await out.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
   }
 }
 

@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestFile, fileSize, segmentLength, throwIfAborted, writeAllAt, writeSegments, type Segment } from './copy.js';
+import { writeAllAt } from '../storage/write-all.js';
+import { digestFile, fileSize, segmentLength, throwIfAborted, writeSegments, type Segment } from './copy.js';
 import { initramfsSegments } from './initramfs.js';
 import {
   OPT,
