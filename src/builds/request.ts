@@ -2,6 +2,7 @@
 // form whose canonical JSON is hashed into the build id.
 import path from 'node:path';
 import { z } from 'zod';
+import { describeZodError } from '../validation/zod-message.js';
 
 export const ARCHITECTURES = ['amd64', 'arm64'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
@@ -131,28 +132,6 @@ export interface NormalizedBuildRequest {
 }
 
 export class RequestError extends Error {}
-
-/** zod's issue path rendered the way a user writes it: files[2].mode */
-export function fieldName(issuePath: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of issuePath) {
-    out += typeof part === 'number' ? `[${part}]` : `${out ? '.' : ''}${String(part)}`;
-  }
-  return out || 'body';
-}
-
-export function describeZodError(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => {
-      if (issue.code === 'unrecognized_keys') {
-        const where = issue.path.length ? `${fieldName(issue.path)}: ` : '';
-        return `${where}unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-      }
-      return `${fieldName(issue.path)}: ${issue.message}`;
-    })
-    .join('; ');
-}
 
 const byPath = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 

@@ -1,7 +1,7 @@
 // What a checkin id and a checkin body may be.
 import net from 'node:net';
 import { z } from 'zod';
-import { describeZodError } from '../builds/request.js';
+import { describeZodError } from '../validation/zod-message.js';
 
 export const CHECKIN_ID = /^[A-Za-z0-9._-]{1,128}$/;
 export const MAX_ADDRESSES = 256;
