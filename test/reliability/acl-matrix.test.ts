@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isAddressIn, parseCidrList } from '../../src/net/cidr.js';
 import { haveBaseArtifacts, tinyRequest } from '../support/service.js';
 import { makeBaseDir, removeTempRoots, tempRoot, until } from './fixtures.js';
-import { killAllServices, startService, type ServiceProcess } from './service-process.js';
+import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 const ready = haveBaseArtifacts();
 
@@ -153,7 +153,7 @@ describe.skipIf(!ready)('ACL: every route x every kind of client', () => {
   }, 120_000);
 
   afterAll(async () => {
-    await killAllServices();
+    await stopAllServices();
     removeTempRoots();
   });
 

@@ -9,7 +9,7 @@ import { assertMatchesSpec } from '../support/openapi.js';
 import { api, b64, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
 import { diffSnapshots, makeBaseDir, removeTempRoots, snapshotTree, tempRoot } from './fixtures.js';
 import { rawRequest, type RawRequest } from './raw-http.js';
-import { killAllServices, startService, type ServiceProcess } from './service-process.js';
+import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 const ready = haveBaseArtifacts();
 
@@ -285,7 +285,7 @@ describe.skipIf(!ready)('bad-input corpus', () => {
   });
 
   afterAll(async () => {
-    await killAllServices();
+    await stopAllServices();
     removeTempRoots();
   });
 

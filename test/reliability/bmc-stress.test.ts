@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot, until } from './fixtures.js';
-import { killAllServices, startService, type ServiceProcess } from './service-process.js';
+import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount, VirtualMedia, VirtualMediaError } from './virtual-bmc.js';
 
 const ready = haveBaseArtifacts();
@@ -135,7 +135,7 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
 
   afterAll(async () => {
     slow?.kill();
-    await killAllServices();
+    await stopAllServices();
     removeTempRoots();
     release();
   });

@@ -9,7 +9,7 @@ import { normalizeBuildRequest } from '../../src/builds/request.js';
 import { api, b64, haveBaseArtifacts, tinyRequest } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot, until } from './fixtures.js';
-import { killAllServices, spawnService, startService, type ServiceProcess } from './service-process.js';
+import { stopAllServices, spawnService, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 const ready = haveBaseArtifacts();
 
@@ -75,7 +75,7 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
   }, 900_000);
 
   afterAll(async () => {
-    await killAllServices();
+    await stopAllServices();
     removeTempRoots();
     release();
   });
@@ -221,8 +221,7 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
       if (round % 3 === 2) {
         const early = spawnService({ dataDir, baseArtifacts: base, args });
         await sleep(20 + random() * 400);
-        early.proc.kill('SIGKILL');
-        await new Promise((r) => (early.proc.exitCode !== null || early.proc.signalCode !== null ? r(null) : early.proc.once('exit', r)));
+        await early.kill();
         log.push(`${when}: killed during start-up`);
         await checkDisk(`${when} after a start-up crash`);
       }

@@ -9,7 +9,7 @@ import { assertMatchesSpec } from '../support/openapi.js';
 import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { makeBaseDir, removeTempRoots, seededRandom, sha256, tempRoot, until } from './fixtures.js';
-import { killAllServices, startService, type ServiceProcess } from './service-process.js';
+import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount } from './virtual-bmc.js';
 
 const ready = haveBaseArtifacts();
@@ -89,7 +89,7 @@ describe.skipIf(!ready || !runningAsRoot)('disk full: the data directory on a 40
   }, 900_000);
 
   afterAll(async () => {
-    await killAllServices();
+    await stopAllServices();
     if (mounted) {
       try {
         execFileSync('umount', [mount]);
