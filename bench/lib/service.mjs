@@ -1,11 +1,14 @@
-// The service under test as a child process (`node dist/cli.js serve`, as an operator runs it), its
-// "listening" log line, and the few API calls the benchmark needs (undici, loopback only).
+// The service under test as a child process (`node dist/cli.js serve`, as an operator runs it, started by
+// test/support/service-process.mjs), the Fastify baseline server, and the few API calls the benchmark
+// needs (undici, loopback only).
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { Agent, request } from 'undici';
+import { freePort, startService as startServiceProcess } from '../../test/support/service-process.mjs';
 import { BENCH, REPO, WORK } from './paths.mjs';
 import { sleep, start, stop } from './proc.mjs';
+
+export { freePort };
 
 /** The compiled service; BENCH_CLI points at another build of it (e.g. a checkout being compared). */
 export const SERVICE_CLI = path.resolve(process.env.BENCH_CLI || path.join(REPO, 'dist', 'cli.js'));
@@ -37,35 +40,9 @@ export async function waitForListening(logFile, handle, timeoutMs = 30_000) {
   throw new Error(`no "listening" line in ${logFile} after ${timeoutMs} ms`);
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForHealth(port, handle, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let exited = null;
-  handle.exited.then((r) => (exited = r));
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`process exited (${exited.code ?? exited.signal}) before answering /healthz`);
-    try {
-      if ((await api(`http://127.0.0.1:${port}/healthz`)).status === 200) return port;
-    } catch {
-      // not listening yet
-    }
-    await sleep(25);
-  }
-  throw new Error(`no answer on /healthz after ${timeoutMs} ms`);
-}
-
 /**
- * Starts the service on an ephemeral loopback port. `name` names the log file in bench/work/logs.
+ * Starts the service on an ephemeral loopback port (test/support/service-process.mjs, in its own process
+ * group so that stop() ends the tools it runs too). `name` names the log file in bench/work/logs.
  * Returns { url, port, pid, startupMs, dataDir, logFile, stop() }.
  */
 export async function startService({ name, dataDir, baseDir, args = [], fresh = true, timeoutMs = 30_000 }) {
@@ -74,27 +51,29 @@ export async function startService({ name, dataDir, baseDir, args = [], fresh = 
   const logFile = path.join(WORK, 'logs', `${name}.log`);
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   fs.rmSync(logFile, { force: true });
-  const cli = SERVICE_CLI;
   // The bound port is read from the "listening" log line; a what-if run that silences info logs
   // gets a port chosen here instead, and readiness from /healthz.
   const quiet = /--log-level[= ](warn|error|fatal|silent)/.test(SERVICE_ARGS.join(' '));
-  const chosen = quiet ? await freePort() : 0;
-  const t0 = Date.now();
-  const handle = start(process.execPath, [...NODE_ARGS, cli, 'serve', '--listen', `127.0.0.1:${chosen}`, '--data-dir', dataDir, '--base-artifacts', baseDir, ...args, ...SERVICE_ARGS], {
-    cwd: REPO,
-    stdout: logFile,
-    stderr: logFile,
+  const svc = await startServiceProcess({
+    cli: SERVICE_CLI,
+    nodeArgs: NODE_ARGS,
+    listen: `127.0.0.1:${quiet ? await freePort() : 0}`,
+    dataDir,
+    baseArtifacts: baseDir,
+    args: [...args, ...SERVICE_ARGS],
+    logFile,
+    readiness: quiet ? 'healthz' : 'log',
+    startTimeoutMs: timeoutMs,
+    processGroup: true,
   });
-  const port = quiet ? await waitForHealth(chosen, handle, timeoutMs) : Number(/:(\d+)$/.exec((await waitForListening(logFile, handle, timeoutMs)).http)[1]);
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    startupMs: Date.now() - t0,
-    pid: handle.child.pid,
+    url: svc.url,
+    port: svc.port,
+    startupMs: svc.startupMs,
+    pid: svc.pid,
     dataDir,
     logFile,
-    handle,
-    stop: () => stop(handle, 'SIGTERM', 15_000),
+    stop: () => svc.stop('SIGTERM', 15_000),
   };
 }
 
