@@ -1,12 +1,12 @@
 // Assembles the build's initramfs: the base archive as is, zero padding to a multiple of 4 bytes,
 // then the overlay. The kernel unpacks concatenated archives in order, but skips (silently) a
 // member that does not start on a 4-byte boundary, hence the padding.
-import { open } from 'node:fs/promises';
-import { fileSize, throwIfAborted, writeSegments, type Segment } from './copy.js';
+import { open, stat } from 'node:fs/promises';
+import { writeSegments, type Segment } from './segments.js';
 
 /** The pieces of base ‖ padding ‖ overlay, for writers that embed the initramfs without a file of its own. */
 export async function initramfsSegments(basePath: string, overlay: Buffer | null): Promise<Segment[]> {
-  const baseSize = await fileSize(basePath);
+  const baseSize = (await stat(basePath)).size;
   const segments: Segment[] = [{ file: basePath, size: baseSize }];
   if (overlay !== null && overlay.length > 0) {
     segments.push({ zeros: (4 - (baseSize % 4)) % 4 }, { bytes: overlay });
@@ -21,7 +21,7 @@ export async function writeInitramfs(
   outPath: string,
   signal?: AbortSignal,
 ): Promise<{ bytes: number }> {
-  throwIfAborted(signal);
+  signal?.throwIfAborted();
   const segments = await initramfsSegments(basePath, overlay);
   const out = await open(outPath, 'w');
   try {

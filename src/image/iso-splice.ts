@@ -4,9 +4,9 @@
 // size, protective MBR, primary and backup GPT). Every assumption about the template is checked
 // first; anything unexpected raises IsoLayoutError so that the caller can use xorriso directly.
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { fileSize, throwIfAborted, writeSegments } from './copy.js';
+import { writeSegments } from './segments.js';
 
 export class IsoLayoutError extends Error {
   override name = 'IsoLayoutError';
@@ -262,9 +262,9 @@ export async function spliceFile(
   outPath: string,
   options: { signal?: AbortSignal; digest?: boolean } = {},
 ): Promise<{ bytes: number; sha256?: string }> {
-  const size = await fileSize(filePath);
+  const size = (await stat(filePath)).size;
   const plan = planSplice(template, placeholder, size);
-  throwIfAborted(options.signal);
+  options.signal?.throwIfAborted();
   const hash = options.digest ? createHash('sha256') : undefined;
   const out = await open(outPath, 'w');
   try {

@@ -6,7 +6,7 @@
 // placeholder (iso-splice.ts), and templates are reused across builds (see templateFor).
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestFile, throwIfAborted } from './copy.js';
+import { digestFile } from './file-digest.js';
 import { IsoLayoutError, spliceFile } from './iso-splice.js';
 import { archTools, COMMON_TOOLS, runTool, type Arch } from './tools.js';
 
@@ -210,7 +210,7 @@ export async function templateFor(arch: Arch, volumeId: string, workDir: string,
       cached.then((t) => t === null && templateCache.delete(key), () => templateCache.delete(key));
     }
     const template = await cached.catch(() => null);
-    throwIfAborted(signal);
+    signal?.throwIfAborted();
     if (template !== null) {
       const image = Buffer.from(template.image);
       for (const [offset, index] of template.idBytes) image[offset] = id.charCodeAt(index);
@@ -237,7 +237,7 @@ export interface WrittenIso {
 }
 
 export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'outPath'>): Promise<PreparedIso> {
-  throwIfAborted(opts.signal);
+  opts.signal?.throwIfAborted();
   const volumeId = isoVolumeId(opts.volumeId);
   await mkdir(opts.workDir, { recursive: true });
   const dir = await mkdtemp(join(opts.workDir, 'iso-'));
@@ -248,7 +248,7 @@ export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'out
       dispose,
       async finish(ukiPath, outPath, options = {}) {
         const signal = options.signal ?? opts.signal;
-        throwIfAborted(signal);
+        signal?.throwIfAborted();
         await rm(outPath, { force: true });
         try {
           if (template !== null) {

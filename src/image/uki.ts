@@ -3,10 +3,11 @@
 // (new section headers in the stub's spare header space, data appended), which costs one copy of
 // the inputs. objcopy is the fallback for a stub whose headers have no room left.
 import { createHash } from 'node:crypto';
-import { chmod, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeAllAt } from '../storage/write-all.js';
-import { digestFile, fileSize, segmentLength, throwIfAborted, writeSegments, type Segment } from './copy.js';
+import { digestFile } from './file-digest.js';
+import { segmentLength, writeSegments, type Segment } from './segments.js';
 import { initramfsSegments } from './initramfs.js';
 import {
   OPT,
@@ -117,7 +118,7 @@ export function hasHeaderRoom(stub: PeImage, extra: number): boolean {
 }
 
 export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
-  throwIfAborted(opts.signal);
+  opts.signal?.throwIfAborted();
   if ((opts.initrdPath === undefined) === (opts.initrd === undefined)) {
     throw new Error('assembleUki needs exactly one of initrdPath and initrd');
   }
@@ -131,7 +132,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
   }
   const initrd: Segment[] =
     opts.initrdPath !== undefined
-      ? [{ file: opts.initrdPath, size: await fileSize(opts.initrdPath) }]
+      ? [{ file: opts.initrdPath, size: (await stat(opts.initrdPath)).size }]
       : await initramfsSegments(opts.initrd!.basePath, opts.initrd!.overlay);
   const osrel = Buffer.from(opts.osRelease, 'utf8');
   const cmdline = Buffer.from(opts.cmdline, 'utf8');
@@ -163,7 +164,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
       return { bytes, sha256: hash?.digest('hex') };
     }
     await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, data, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
-    return opts.digest ? await digestFile(opts.outPath) : { bytes: await fileSize(opts.outPath) };
+    return opts.digest ? await digestFile(opts.outPath) : { bytes: (await stat(opts.outPath)).size };
   } catch (err) {
     await rm(opts.outPath, { force: true });
     throw err;
