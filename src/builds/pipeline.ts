@@ -3,13 +3,13 @@
 // publishing is the registry's job.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { assembleArtifacts } from '../image/artifacts.js';
+import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/artifacts.js';
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
 
-export const ARTIFACT_FILES = { uki: 'uki.efi', iso: 'boot.iso' } as const;
-export type ArtifactKind = keyof typeof ARTIFACT_FILES;
+// Until every importer names src/image/artifacts.ts.
+export { ARTIFACT_FILES, type ArtifactKind };
 
 export interface ProducedArtifact {
   path: string;

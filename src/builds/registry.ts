@@ -8,7 +8,8 @@ import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
 import { isAtomicTemp, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
 import { StorageError } from '../storage/errors.js';
 import { BUILD_ID, computeBuildId } from './build-id.js';
-import { ARTIFACT_FILES, type ArtifactKind, type BuildPipeline } from './pipeline.js';
+import { ARTIFACT_FILES, type ArtifactKind } from '../image/artifacts.js';
+import type { BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
 import type { NormalizedBuildRequest } from './request.js';
 

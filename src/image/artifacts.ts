@@ -6,6 +6,19 @@ import { assembleUki, type UkiWriter, type WrittenFile } from './uki.js';
 import { prepareIso } from './iso.js';
 import type { Arch } from './tools.js';
 
+/**
+ * What a build publishes, by kind: the file name (the last segment of the artifact's URL) and the
+ * Content-Type it is served with.
+ */
+export const ARTIFACTS = {
+  uki: { file: 'uki.efi', contentType: 'application/efi' },
+  iso: { file: 'boot.iso', contentType: 'application/x-iso9660-image' },
+} as const;
+export type ArtifactKind = keyof typeof ARTIFACTS;
+export const ARTIFACT_KINDS = Object.keys(ARTIFACTS) as ArtifactKind[];
+/** The file names alone, by kind. */
+export const ARTIFACT_FILES = { uki: ARTIFACTS.uki.file, iso: ARTIFACTS.iso.file } as const;
+
 export interface AssembleArtifactsOptions {
   arch: Arch;
   kernelPath: string;
