@@ -14,7 +14,9 @@ export interface ServiceConfig {
   tlsListen: HostPort | null;
   tlsCert: string | null;
   tlsKey: string | null;
-  publicUrl: string;
+  /** null: the address the plain listener bound, resolved once listening. */
+  publicUrl: string | null;
+  /** null: the address the TLS listener bound, if there is one. */
   publicTlsUrl: string | null;
   dataDir: string;
   baseArtifacts: string;
@@ -94,9 +96,9 @@ export const OPTIONS = [
   option({ key: 'tlsKey', flag: '--tls-key', env: 'UOD_TLS_KEY', arg: 'FILE', default: null,
     help: 'PEM private key for the HTTPS listener', parse: nonEmpty }),
   option({ key: 'publicUrl', flag: '--public-url', env: 'UOD_PUBLIC_URL', arg: 'URL', default: null,
-    help: 'base of the URLs handed out (statusUrl, artifact URLs); default http://<listen>', parse: httpUrl }),
+    help: 'base of the URLs handed out (statusUrl, artifact URLs); default: http:// and the address the listener bound', parse: httpUrl }),
   option({ key: 'publicTlsUrl', flag: '--public-tls-url', env: 'UOD_PUBLIC_TLS_URL', arg: 'URL', default: null,
-    help: 'base of artifact URLs for tlsArtifacts builds; default https://<tls-listen>', parse: httpUrl }),
+    help: 'base of artifact URLs for tlsArtifacts builds; default: https:// and the address the TLS listener bound', parse: httpUrl }),
   option({ key: 'dataDir', flag: '--data-dir', env: 'UOD_DATA_DIR', arg: 'DIR', default: './data',
     help: 'build records, artifacts, checkins and scratch space', parse: (r) => path.resolve(nonEmpty(r)) }),
   option({ key: 'baseArtifacts', flag: '--base-artifacts', env: 'UOD_BASE_ARTIFACTS', arg: 'DIR',
@@ -176,8 +178,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ser
   if (tlsParts !== 0 && tlsParts !== 3) {
     throw new ConfigError('--tls-listen, --tls-cert and --tls-key must be given together');
   }
-  if (c.publicUrl === null) c.publicUrl = `http://${formatHostPort(c.listen)}`;
-  if (c.publicTlsUrl === null && c.tlsListen) c.publicTlsUrl = `https://${formatHostPort(c.tlsListen)}`;
   if (c.publicTlsUrl !== null && !c.tlsListen) {
     throw new ConfigError('--public-tls-url: needs a TLS listener (--tls-listen)');
   }

@@ -80,7 +80,7 @@ export async function startService(
   const artifacts = new ArtifactServer({ registry, metrics, policy, logger });
   const deps = {
     registry, checkins, metrics, policy, artifacts, logger,
-    urls: new PublicUrls(config.publicUrl, config.publicTlsUrl),
+    urls: new PublicUrls({ publicUrl: config.publicUrl, publicTlsUrl: config.publicTlsUrl, tls: config.tlsListen !== null }),
     maxBodyBytes: config.maxBodyBytes,
     maxFiles: config.maxFiles,
   };
@@ -94,20 +94,13 @@ export async function startService(
   };
 
   try {
+    const tls = config.tlsListen && config.tlsCert && config.tlsKey
+      ? { listen: config.tlsListen, cert: await fs.readFile(config.tlsCert), key: await fs.readFile(config.tlsKey) }
+      : null;
     const httpAddress = await listen(buildApp(deps), config.listen.host, config.listen.port);
-    let httpsAddress: string | null = null;
-    if (config.tlsListen && config.tlsCert && config.tlsKey) {
-      const [cert, key] = await Promise.all([fs.readFile(config.tlsCert), fs.readFile(config.tlsKey)]);
-      httpsAddress = await listen(buildApp(deps, { cert, key }), config.tlsListen.host, config.tlsListen.port);
-    }
-    // Defaults derived from a port-0 listener must name the port the kernel actually gave us.
-    const derived = (scheme: string, hp: { host: string; port: number }) => `${scheme}://${formatHostPort(hp)}`;
-    const fix = (current: string | null, scheme: string, hp: { host: string; port: number } | null, bound: string | null) =>
-      hp && hp.port === 0 && current === derived(scheme, hp) && bound ? `${scheme}://${bound}` : current;
-    const publicUrl = fix(config.publicUrl, 'http', config.listen, httpAddress) as string;
-    const publicTlsUrl = fix(config.publicTlsUrl, 'https', config.tlsListen, httpsAddress);
-    deps.urls.rebase(publicUrl, publicTlsUrl);
-    logger.info({ http: httpAddress, https: httpsAddress, publicUrl, dataDir: config.dataDir }, 'listening');
+    const httpsAddress = tls ? await listen(buildApp(deps, tls), tls.listen.host, tls.listen.port) : null;
+    const { publicUrl, publicTlsUrl } = deps.urls.resolve({ http: httpAddress, https: httpsAddress });
+    logger.info({ http: httpAddress, https: httpsAddress, publicUrl, publicTlsUrl, dataDir: config.dataDir }, 'listening');
 
     let closing: Promise<void> | null = null;
     return {
