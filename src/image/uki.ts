@@ -3,20 +3,26 @@
 // (new section headers in the stub's spare header space, data appended), which costs one copy of
 // the inputs. objcopy is the fallback for a stub whose headers have no room left.
 import { createHash } from 'node:crypto';
-import { chmod, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeAllAt } from '../storage/write-all.js';
 import { digestFile } from './file-digest.js';
 import { segmentLength, writeSegments, type Segment } from './segments.js';
 import { initramfsSegments } from './initramfs.js';
 import {
-  OPT,
+  alignUp,
+  appendSections,
+  clearChecksum,
+  editPeHeaders,
+  hasHeaderRoom,
   readPe,
+  resizeSection,
   SCN_CNT_CODE,
   SCN_CNT_INITIALIZED_DATA,
   SCN_MEM_EXECUTE,
   SCN_MEM_READ,
+  setTimeDateStamp,
   type PeImage,
+  type PeSection,
 } from './pe.js';
 import { archTools, objcopyAvailable, runTool, type Arch } from './tools.js';
 
@@ -38,14 +44,9 @@ export interface UkiInputs {
   linuxSizeOfImage: number;
 }
 
-const SECTION_HEADER_SIZE = 40;
 const DATA_FLAGS = SCN_CNT_INITIALIZED_DATA | SCN_MEM_READ;
 // The kernel's EFI stub runs from inside this section, and may decompress in place.
 const CODE_FLAGS = SCN_CNT_CODE | SCN_MEM_EXECUTE | SCN_MEM_READ;
-
-function alignUp(value: number, alignment: number): number {
-  return Math.ceil(value / alignment) * alignment;
-}
 
 /**
  * Where the four UKI sections go: after everything the stub maps (its last section and its
@@ -106,15 +107,6 @@ export type UkiWriter = 'auto' | 'direct' | 'objcopy';
 export interface WrittenFile {
   bytes: number;
   sha256?: string;
-}
-
-/** True when the stub's header area can hold `extra` more section headers without moving data. */
-export function hasHeaderRoom(stub: PeImage, extra: number): boolean {
-  const firstData = stub.sections
-    .filter((s) => s.rawSize > 0)
-    .reduce((min, s) => Math.min(min, s.rawPointer), stub.layout.sizeOfHeaders);
-  const tableEnd = stub.layout.sectionTableOffset + (stub.sections.length + extra) * SECTION_HEADER_SIZE;
-  return tableEnd <= Math.min(firstData, stub.layout.sizeOfHeaders);
 }
 
 export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
@@ -207,66 +199,31 @@ async function directUkiSegments(stubPath: string, stub: PeImage, plan: UkiSecti
   }
   const { layout } = stub;
   const fileAlignment = stub.fileAlignment > 0 ? stub.fileAlignment : 0x200;
-  const stubBytes = await readWhole(stubPath, layout.fileSize);
-  if (layout.certificateTable.size !== 0) {
-    // A signature over the stub alone is void once sections are added: drop it rather than ship a broken one.
-    const dirs = layout.optionalHeaderOffset + (layout.optionalMagic === 0x20b ? 112 : 96);
-    stubBytes.writeUInt32LE(0, dirs + 4 * 8);
-    stubBytes.writeUInt32LE(0, dirs + 4 * 8 + 4);
-  }
+  const stubBytes = await readFile(stubPath);
+  if (stubBytes.length !== layout.fileSize) throw new Error(`${stubPath} changed while being read`);
 
   const segments: Segment[] = [{ bytes: stubBytes }];
   let rawPointer = alignUp(layout.fileSize, fileAlignment);
   segments.push({ zeros: rawPointer - layout.fileSize });
-  const placed = plan.map((section) => {
+  const added: PeSection[] = plan.map((section) => {
     const rawSize = alignUp(section.size, fileAlignment);
-    const at = { ...section, rawPointer: section.size > 0 ? rawPointer : 0, rawSize };
     const pieces = sectionSegments(section.name, data);
     const length = pieces.reduce((sum, p) => sum + segmentLength(p), 0);
     if (length !== section.size) throw new Error(`${section.name} holds ${length} bytes, planned ${section.size}`);
     segments.push(...pieces, { zeros: rawSize - section.size });
+    const header = {
+      name: section.name,
+      virtualAddress: section.vma,
+      virtualSize: section.virtualSize,
+      rawSize,
+      rawPointer: section.size > 0 ? rawPointer : 0,
+      characteristics: sectionFlags(section.name),
+    };
     rawPointer += rawSize;
-    return at;
+    return header;
   });
-
-  const coff = layout.peOffset + 4;
-  stubBytes.writeUInt16LE(stub.sections.length + plan.length, coff + 2);
-  const opt = layout.optionalHeaderOffset;
-  const last = plan[plan.length - 1]!;
-  stubBytes.writeUInt32LE(alignUp(last.vma + last.virtualSize, stub.sectionAlignment), opt + OPT.sizeOfImage);
-  let code = layout.sizeOfCode;
-  let initialized = layout.sizeOfInitializedData;
-  for (const s of placed) {
-    if (s.name === '.linux') code += s.rawSize;
-    else initialized += s.rawSize;
-  }
-  stubBytes.writeUInt32LE(Math.min(code, 0xffffffff), opt + OPT.sizeOfCode);
-  stubBytes.writeUInt32LE(Math.min(initialized, 0xffffffff), opt + OPT.sizeOfInitializedData);
-  // The checksum is not checked by UEFI loaders and would cost a pass over every byte.
-  stubBytes.writeUInt32LE(0, opt + OPT.checkSum);
-  placed.forEach((s, i) => {
-    const at = layout.sectionTableOffset + (stub.sections.length + i) * SECTION_HEADER_SIZE;
-    stubBytes.fill(0, at, at + SECTION_HEADER_SIZE);
-    stubBytes.write(s.name, at, 8, 'latin1');
-    stubBytes.writeUInt32LE(s.virtualSize, at + 8);
-    stubBytes.writeUInt32LE(s.vma, at + 12);
-    stubBytes.writeUInt32LE(s.rawSize, at + 16);
-    stubBytes.writeUInt32LE(s.rawPointer, at + 20);
-    stubBytes.writeUInt32LE(sectionFlags(s.name), at + 36);
-  });
+  appendSections(stubBytes, stub, added);
   return segments;
-}
-
-async function readWhole(path: string, size: number): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(size);
-    const { bytesRead } = await handle.read(buffer, 0, size, 0);
-    if (bytesRead !== size) throw new Error(`short read of ${path}`);
-    return buffer;
-  } finally {
-    await handle.close();
-  }
 }
 
 async function writeUkiObjcopy(args: {
@@ -317,8 +274,7 @@ async function writeUkiObjcopy(args: {
     }
     objcopyArgs.push(args.stubPath, args.outPath);
     await runTool(archTools(args.arch).objcopy, objcopyArgs, { signal: args.signal });
-    await patchLinuxVirtualSize(args.outPath, args.plan);
-    await patchReproducibleHeader(args.outPath, args.stubPath, args.stub);
+    await patchObjcopyHeaders(args.outPath, args.stub, args.plan);
     // objcopy marks its output executable; the ISO's Rock Ridge entry records the mode, so keep both writers' alike.
     await chmod(args.outPath, 0o644);
   } finally {
@@ -327,51 +283,23 @@ async function writeUkiObjcopy(args: {
 }
 
 /**
- * objcopy stamps the current time into the COFF header and computes a checksum over it (binutils 2.40
- * ignores SOURCE_DATE_EPOCH). Put back the stub's own timestamp and a zero checksum, as the direct
- * writer does, so equal inputs give byte-identical UKIs.
+ * What objcopy gets wrong or leaves unreproducible, patched in the headers in place:
+ * - it sets a section's virtual size to its data size; .linux must claim the kernel's SizeOfImage;
+ * - it stamps the current time into the COFF header and computes a checksum over it (binutils 2.40
+ *   ignores SOURCE_DATE_EPOCH). The stub's own timestamp and a zero checksum go back, as the direct
+ *   writer leaves them, so that equal inputs give byte-identical UKIs.
  */
-async function patchReproducibleHeader(ukiPath: string, stubPath: string, stub: PeImage): Promise<void> {
-  // The COFF header (20 bytes) ends where the optional header starts; TimeDateStamp is its second field.
-  const stamp = Buffer.alloc(4);
-  const stubFile = await open(stubPath, 'r');
-  try {
-    await stubFile.read(stamp, 0, 4, stub.layout.optionalHeaderOffset - 16);
-  } finally {
-    await stubFile.close();
-  }
-  const uki = await readPe(ukiPath);
-  const out = await open(ukiPath, 'r+');
-  try {
-    await writeAllAt(out, stamp, uki.layout.optionalHeaderOffset - 16);
-    await writeAllAt(out, Buffer.alloc(4), uki.layout.optionalHeaderOffset + OPT.checkSum);
-  } finally {
-    await out.close();
-  }
-}
-
-/**
- * objcopy sets a section's virtual size to its data size; the .linux section must claim the
- * kernel's SizeOfImage. Patch that header field and the image's SizeOfImage in place.
- */
-async function patchLinuxVirtualSize(ukiPath: string, plan: UkiSectionPlan[]): Promise<void> {
+async function patchObjcopyHeaders(ukiPath: string, stub: PeImage, plan: UkiSectionPlan[]): Promise<void> {
   const linux = plan.find((s) => s.name === '.linux');
-  if (linux === undefined) return;
-  const uki = await readPe(ukiPath);
-  const index = uki.sections.findIndex((s) => s.name === '.linux');
-  const section = uki.sections[index];
-  if (section === undefined || section.virtualAddress !== linux.vma) {
-    throw new Error(`objcopy did not place .linux at 0x${linux.vma.toString(16)}`);
-  }
-  const out = await open(ukiPath, 'r+');
-  try {
-    const header = Buffer.alloc(4);
-    header.writeUInt32LE(linux.virtualSize);
-    await writeAllAt(out, header, uki.layout.sectionTableOffset + index * SECTION_HEADER_SIZE + 8);
-    const end = uki.sections.reduce((max, s) => Math.max(max, s.virtualAddress + (s === section ? linux.virtualSize : s.virtualSize)), 0);
-    header.writeUInt32LE(alignUp(end, uki.sectionAlignment));
-    await writeAllAt(out, header, uki.layout.optionalHeaderOffset + OPT.sizeOfImage);
-  } finally {
-    await out.close();
-  }
+  await editPeHeaders(ukiPath, (head, uki) => {
+    if (linux !== undefined) {
+      const index = uki.sections.findIndex((s) => s.name === '.linux');
+      if (uki.sections[index]?.virtualAddress !== linux.vma) {
+        throw new Error(`objcopy did not place .linux at 0x${linux.vma.toString(16)}`);
+      }
+      resizeSection(head, uki, index, linux.virtualSize);
+    }
+    setTimeDateStamp(head, uki, stub.layout.timeDateStamp);
+    clearChecksum(head, uki);
+  });
 }
