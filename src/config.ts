@@ -1,48 +1,36 @@
-// Service configuration: one table declares every option once (flag, env var, default, help, parser);
-// flags win over the environment, the environment over defaults.
+// Service configuration: one table declares every option once (flag, env var, default, help, parser),
+// and the Config type is inferred from the table's parsers. Flags win over the environment, the
+// environment over defaults.
 import os from 'node:os';
 import path from 'node:path';
-import { parseCidrList, type Cidr } from './net/cidr.js';
+import { parseCidrList } from './net/cidr.js';
 
 export interface HostPort {
   host: string;
   port: number;
 }
 
-export interface ServiceConfig {
-  listen: HostPort;
-  tlsListen: HostPort | null;
-  tlsCert: string | null;
-  tlsKey: string | null;
-  /** null: the address the plain listener bound, resolved once listening. */
-  publicUrl: string | null;
-  /** null: the address the TLS listener bound, if there is one. */
-  publicTlsUrl: string | null;
-  dataDir: string;
-  baseArtifacts: string;
-  trustedCidrs: Cidr[];
-  buildConcurrency: number;
-  queueSize: number;
-  maxBodyBytes: number;
-  maxFiles: number;
-  logLevel: string;
-  ukiWriter: 'objcopy' | 'direct';
-}
-
 export class ConfigError extends Error {}
 
-interface OptionSpec<K extends keyof ServiceConfig> {
-  key: K;
-  flag: string;
-  env: string;
+interface Option<T, D extends string | null> {
+  flag: `--${string}`;
+  env: `UOD_${string}`;
+  /** The value's placeholder in --help, e.g. HOST:PORT. */
   arg: string;
   help: string;
-  /** Default as the user would type it; null means "unset". */
-  default: string | null;
-  parse: (raw: string) => ServiceConfig[K];
+  /** The default as the user would type it; null: unset unless given (the value is then null). */
+  default: D;
+  /** How --help describes a default that is not a fixed value, e.g. "CPU count". */
+  defaultText?: string;
+  // Methods, not function properties: every option then fits the AnyOption view used to walk the table.
+  parse(raw: string): T;
+  /** The value as the user would type it, for the start-up log; String() when absent. */
+  format?(value: T): string;
 }
 
-function option<K extends keyof ServiceConfig>(spec: OptionSpec<K>): OptionSpec<K> {
+type AnyOption = Option<unknown, string | null>;
+
+function option<T, D extends string | null>(spec: Option<T, D>): Option<T, D> {
   return spec;
 }
 
@@ -81,105 +69,129 @@ function httpUrl(raw: string): string {
   return url.toString().replace(/\/+$/, '');
 }
 
-const nonEmpty = (raw: string): string => {
+function nonEmpty(raw: string): string {
   if (raw === '') throw new ConfigError('must not be empty');
   return raw;
+}
+
+function directory(raw: string): string {
+  return path.resolve(nonEmpty(raw));
+}
+
+function oneOf<const V extends string>(values: readonly V[]) {
+  return (raw: string): V => {
+    const found = values.find((v) => v === raw);
+    if (found === undefined) throw new ConfigError(`expected one of ${values.join(', ')}, got "${raw}"`);
+    return found;
+  };
+}
+
+const UKI_WRITERS = ['objcopy', 'direct'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const hostPort = { parse: parseHostPort, format: formatHostPort };
+
+export const OPTIONS = {
+  listen: option({ flag: '--listen', env: 'UOD_LISTEN', arg: 'HOST:PORT', default: '127.0.0.1:8080',
+    help: 'plain HTTP listener', ...hostPort }),
+  tlsListen: option({ flag: '--tls-listen', env: 'UOD_TLS_LISTEN', arg: 'HOST:PORT', default: null,
+    help: 'HTTPS listener (needs --tls-cert and --tls-key)', ...hostPort }),
+  tlsCert: option({ flag: '--tls-cert', env: 'UOD_TLS_CERT', arg: 'FILE', default: null,
+    help: 'PEM certificate chain for the HTTPS listener', parse: nonEmpty }),
+  tlsKey: option({ flag: '--tls-key', env: 'UOD_TLS_KEY', arg: 'FILE', default: null,
+    help: 'PEM private key for the HTTPS listener', parse: nonEmpty }),
+  publicUrl: option({ flag: '--public-url', env: 'UOD_PUBLIC_URL', arg: 'URL', default: null, defaultText: 'http://<listen>',
+    help: 'base of the URLs handed out (statusUrl, artifact URLs); the default names the address the listener bound', parse: httpUrl }),
+  publicTlsUrl: option({ flag: '--public-tls-url', env: 'UOD_PUBLIC_TLS_URL', arg: 'URL', default: null, defaultText: 'https://<tls-listen>',
+    help: 'base of artifact URLs for tlsArtifacts builds; the default names the address the TLS listener bound', parse: httpUrl }),
+  dataDir: option({ flag: '--data-dir', env: 'UOD_DATA_DIR', arg: 'DIR', default: './data',
+    help: 'build records, artifacts, checkins and scratch space', parse: directory }),
+  baseArtifacts: option({ flag: '--base-artifacts', env: 'UOD_BASE_ARTIFACTS', arg: 'DIR', default: './base-artifacts/out',
+    help: 'directory holding the base kernels and initramfs images', parse: directory }),
+  trustedCidrs: option({ flag: '--trusted-cidrs', env: 'UOD_TRUSTED_CIDRS', arg: 'LIST', default: '127.0.0.0/8,::1/128',
+    help: 'comma-separated networks (CIDR) whose clients may use the whole API; others may only fetch artifacts, PUT checkins and GET /healthz',
+    parse: parseCidrList, format: (cidrs) => cidrs.map((c) => c.text).join(',') }),
+  buildConcurrency: option({ flag: '--build-concurrency', env: 'UOD_BUILD_CONCURRENCY', arg: 'N',
+    default: String(os.availableParallelism()), defaultText: 'CPU count', help: 'builds running at once', parse: positiveInt(1024) }),
+  queueSize: option({ flag: '--queue-size', env: 'UOD_QUEUE_SIZE', arg: 'N', default: '64',
+    help: 'builds waiting for a slot before POST answers 503', parse: positiveInt(1_000_000) }),
+  maxBodyBytes: option({ flag: '--max-body-bytes', env: 'UOD_MAX_BODY_BYTES', arg: 'N', default: String(16 * 1024 * 1024),
+    help: 'largest accepted request body, in bytes', parse: positiveInt(1024 * 1024 * 1024) }),
+  maxFiles: option({ flag: '--max-files', env: 'UOD_MAX_FILES', arg: 'N', default: '1024',
+    help: 'most entries accepted in files[] and in dirOverrides[]', parse: positiveInt(1_000_000) }),
+  ukiWriter: option({ flag: '--uki-writer', env: 'UOD_UKI_WRITER', arg: UKI_WRITERS.join('|'), default: 'objcopy',
+    help: 'how UKIs are written: binutils objcopy, or the in-process PE writer (same layout, one pass over the inputs, several times faster)',
+    parse: oneOf(UKI_WRITERS) }),
+  logLevel: option({ flag: '--log-level', env: 'UOD_LOG_LEVEL', arg: 'LEVEL', default: 'info',
+    help: `${LOG_LEVELS.join(', ')}; debug adds one line per GET`, parse: oneOf(LOG_LEVELS) }),
 };
 
-export const OPTIONS = [
-  option({ key: 'listen', flag: '--listen', env: 'UOD_LISTEN', arg: 'HOST:PORT', default: '127.0.0.1:8080',
-    help: 'plain HTTP listener', parse: parseHostPort }),
-  option({ key: 'tlsListen', flag: '--tls-listen', env: 'UOD_TLS_LISTEN', arg: 'HOST:PORT', default: null,
-    help: 'HTTPS listener (needs --tls-cert and --tls-key)', parse: parseHostPort }),
-  option({ key: 'tlsCert', flag: '--tls-cert', env: 'UOD_TLS_CERT', arg: 'FILE', default: null,
-    help: 'PEM certificate chain for the HTTPS listener', parse: nonEmpty }),
-  option({ key: 'tlsKey', flag: '--tls-key', env: 'UOD_TLS_KEY', arg: 'FILE', default: null,
-    help: 'PEM private key for the HTTPS listener', parse: nonEmpty }),
-  option({ key: 'publicUrl', flag: '--public-url', env: 'UOD_PUBLIC_URL', arg: 'URL', default: null,
-    help: 'base of the URLs handed out (statusUrl, artifact URLs); default: http:// and the address the listener bound', parse: httpUrl }),
-  option({ key: 'publicTlsUrl', flag: '--public-tls-url', env: 'UOD_PUBLIC_TLS_URL', arg: 'URL', default: null,
-    help: 'base of artifact URLs for tlsArtifacts builds; default: https:// and the address the TLS listener bound', parse: httpUrl }),
-  option({ key: 'dataDir', flag: '--data-dir', env: 'UOD_DATA_DIR', arg: 'DIR', default: './data',
-    help: 'build records, artifacts, checkins and scratch space', parse: (r) => path.resolve(nonEmpty(r)) }),
-  option({ key: 'baseArtifacts', flag: '--base-artifacts', env: 'UOD_BASE_ARTIFACTS', arg: 'DIR',
-    default: './base-artifacts/out', help: 'directory holding the base kernels and initramfs images',
-    parse: (r) => path.resolve(nonEmpty(r)) }),
-  option({ key: 'trustedCidrs', flag: '--trusted-cidrs', env: 'UOD_TRUSTED_CIDRS', arg: 'CIDR,CIDR,...',
-    default: '127.0.0.0/8,::1/128', help: 'clients allowed to use the whole API; others may only fetch artifacts, PUT checkins and GET /healthz',
-    parse: parseCidrList }),
-  option({ key: 'buildConcurrency', flag: '--build-concurrency', env: 'UOD_BUILD_CONCURRENCY', arg: 'N',
-    default: String(os.availableParallelism()), help: 'builds running at once (default: CPU count)', parse: positiveInt(1024) }),
-  option({ key: 'queueSize', flag: '--queue-size', env: 'UOD_QUEUE_SIZE', arg: 'N', default: '64',
-    help: 'builds waiting for a slot before POST answers 503', parse: positiveInt(1_000_000) }),
-  option({ key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UOD_MAX_BODY_BYTES', arg: 'BYTES', default: String(16 * 1024 * 1024),
-    help: 'largest accepted request body', parse: positiveInt(1024 * 1024 * 1024) }),
-  option({ key: 'maxFiles', flag: '--max-files', env: 'UOD_MAX_FILES', arg: 'N', default: '1024',
-    help: 'most entries accepted in files[] and in dirOverrides[]', parse: positiveInt(1_000_000) }),
-  option({ key: 'ukiWriter', flag: '--uki-writer', env: 'UOD_UKI_WRITER', arg: 'objcopy|direct', default: 'objcopy',
-    help: 'how UKIs are written: binutils objcopy, or the in-process PE writer (same layout, one pass over the inputs, several times faster)',
-    parse: (r) => {
-      if (r !== 'objcopy' && r !== 'direct') throw new ConfigError(`expected "objcopy" or "direct", got "${r}"`);
-      return r;
-    } }),
-  option({ key: 'logLevel', flag: '--log-level', env: 'UOD_LOG_LEVEL', arg: 'LEVEL', default: 'info',
-    help: 'fatal, error, warn, info, debug or trace', parse: (r) => {
-      if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(r)) throw new ConfigError(`unknown level "${r}"`);
-      return r;
-    } }),
-] as const;
+export type OptionKey = keyof typeof OPTIONS;
+
+/** An option's value: what its parser returns, or null for an option without a default that was not given. */
+type OptionValue<O> = O extends Option<infer T, infer D> ? (null extends D ? T | null : T) : never;
+
+export type Config = { [K in OptionKey]: OptionValue<(typeof OPTIONS)[K]> };
+
+const OPTION_LIST = Object.entries(OPTIONS) as Array<[OptionKey, AnyOption]>;
 
 export function helpText(): string {
-  const lines = ['Usage: uki-on-demand serve [options]', '', 'Options (each also read from the environment variable shown):'];
-  for (const o of OPTIONS) {
+  const lines = ['Usage: uki-on-demand serve [options]', '', 'Options (each also read from the environment variable shown; a flag wins over the variable):'];
+  for (const [, o] of OPTION_LIST) {
+    const shown = o.defaultText ?? o.default;
     const left = `  ${o.flag} ${o.arg}`;
-    const dflt = o.default === null ? '' : ` [default: ${o.default}]`;
-    lines.push(`${left.padEnd(36)} ${o.help}${dflt}`, `${''.padEnd(37)}env ${o.env}`);
+    lines.push(`${left.padEnd(36)} ${o.help}${shown === null ? '' : ` [default: ${shown}]`}`, `${''.padEnd(37)}env ${o.env}`);
   }
   lines.push(`  ${'--help'.padEnd(34)} show this text`);
   return lines.join('\n');
 }
 
 /** Builds the configuration from argv (without the "serve" word) and the environment. */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ServiceConfig {
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
   // value and where it came from, so an error names the flag or variable the user actually set
-  const raw = new Map<string, { value: string; source: string }>();
-  for (const o of OPTIONS) {
+  const given = new Map<OptionKey, { value: string; source: string }>();
+  for (const [key, o] of OPTION_LIST) {
     const fromEnv = env[o.env];
-    if (fromEnv !== undefined && fromEnv !== '') raw.set(o.key, { value: fromEnv, source: o.env });
+    if (fromEnv !== undefined && fromEnv !== '') given.set(key, { value: fromEnv, source: o.env });
   }
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i] as string;
     const eq = word.indexOf('=');
     const flag = eq > 0 ? word.slice(0, eq) : word;
-    const o = OPTIONS.find((x) => x.flag === flag);
-    if (!o) throw new ConfigError(`unknown option "${flag}" (see --help)`);
+    const found = OPTION_LIST.find(([, o]) => o.flag === flag);
+    if (!found) throw new ConfigError(`unknown option "${flag}" (see --help)`);
     const value = eq > 0 ? word.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new ConfigError(`${o.flag}: missing value`);
-    raw.set(o.key, { value, source: o.flag });
+    if (value === undefined) throw new ConfigError(`${flag}: missing value`);
+    given.set(found[0], { value, source: flag });
   }
 
-  const cfg: Record<string, unknown> = {};
-  for (const o of OPTIONS) {
-    const given = raw.get(o.key);
-    const value = given?.value ?? o.default;
-    if (value === null) {
-      cfg[o.key] = null;
-      continue;
-    }
+  const parsed = OPTION_LIST.map(([key, o]) => {
+    const raw = given.get(key);
+    const value = raw?.value ?? o.default;
     try {
-      cfg[o.key] = o.parse(value);
+      return [key, value === null ? null : o.parse(value)];
     } catch (err) {
-      throw new ConfigError(`${given?.source ?? o.flag}: ${(err as Error).message}`);
+      throw new ConfigError(`${raw?.source ?? o.flag}: ${(err as Error).message}`);
     }
-  }
-  const c = cfg as unknown as ServiceConfig;
+  });
+  // Each entry holds what its option's parser returned, which is what Config says of that key.
+  const config = Object.fromEntries(parsed) as Config;
 
-  const tlsParts = [c.tlsListen, c.tlsCert, c.tlsKey].filter((x) => x !== null).length;
+  const tlsParts = [config.tlsListen, config.tlsCert, config.tlsKey].filter((x) => x !== null).length;
   if (tlsParts !== 0 && tlsParts !== 3) {
     throw new ConfigError('--tls-listen, --tls-cert and --tls-key must be given together');
   }
-  if (c.publicTlsUrl !== null && !c.tlsListen) {
+  if (config.publicTlsUrl !== null && config.tlsListen === null) {
     throw new ConfigError('--public-tls-url: needs a TLS listener (--tls-listen)');
   }
-  return c;
+  return config;
+}
+
+/** Every option's value as the user would type it (null: not set), for the start-up log. */
+export function describeConfig(config: Config): Record<OptionKey, string | null> {
+  const described = OPTION_LIST.map(([key, o]) => {
+    const value: unknown = config[key];
+    return [key, value === null ? null : o.format ? o.format(value) : String(value)];
+  });
+  return Object.fromEntries(described) as Record<OptionKey, string | null>;
 }

@@ -1,5 +1,5 @@
-// Composition root: wires the catalog, registries, pipeline and listeners from a ServiceConfig, and
-// owns start-up (reload state, clean scratch space) and graceful shutdown.
+// Composition root: wires the catalog, registries, pipeline and listeners from a Config, and owns
+// start-up (reload state, clean scratch space) and graceful shutdown.
 import fs from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -13,7 +13,7 @@ import { BuildQueue } from './builds/queue.js';
 import { BuildRegistry } from './builds/registry.js';
 import { BaseArtifactCatalog } from './catalog/base-artifacts.js';
 import { CheckinRegistry } from './checkins/registry.js';
-import { formatHostPort, type ServiceConfig } from './config.js';
+import { describeConfig, formatHostPort, type Config } from './config.js';
 import { missingTools } from './image/tools.js';
 import { Metrics } from './metrics.js';
 
@@ -41,10 +41,11 @@ export interface RunningService {
 }
 
 export async function startService(
-  config: ServiceConfig,
+  config: Config,
   options: { logger?: Logger; pipeline?: BuildPipeline } = {},
 ): Promise<RunningService> {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'uki-on-demand' } });
+  logger.info({ config: describeConfig(config) }, 'starting');
 
   for (const arch of ['amd64', 'arm64'] as const) {
     const missing = await missingTools(arch);

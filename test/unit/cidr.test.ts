@@ -1,6 +1,5 @@
 import { describe, expect, test } from 'vitest';
 import { isAddressIn, normalizeAddress, parseCidr, parseCidrList } from '../../src/net/cidr.js';
-import { ConfigError, helpText, loadConfig, OPTIONS } from '../../src/config.js';
 
 describe('CIDR membership', () => {
   const trusted = parseCidrList('10.0.0.0/8,192.0.2.0/24,2001:db8::/32,::1/128');
@@ -37,51 +36,6 @@ describe('CIDR membership', () => {
   test('normalizes mapped addresses', () => {
     expect(normalizeAddress('::ffff:127.0.0.1')).toBe('127.0.0.1');
     expect(normalizeAddress('FE80::1%eth0')).toBe('fe80::1');
-  });
-});
-
-describe('configuration', () => {
-  test('defaults', () => {
-    const c = loadConfig([], {});
-    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(c.publicUrl).toBeNull();
-    expect(c.queueSize).toBe(64);
-    expect(c.tlsListen).toBeNull();
-    expect(c.trustedCidrs.map((x) => x.text)).toEqual(['127.0.0.0/8', '::1/128']);
-    expect(c.dataDir.endsWith('/data')).toBe(true);
-  });
-
-  test('flags beat environment, environment beats defaults', () => {
-    const c = loadConfig(['--queue-size', '3'], { UOD_QUEUE_SIZE: '9', UOD_BUILD_CONCURRENCY: '2', UOD_LISTEN: '[::1]:9000' });
-    expect(c.queueSize).toBe(3);
-    expect(c.buildConcurrency).toBe(2);
-    expect(c.listen).toEqual({ host: '::1', port: 9000 });
-  });
-
-  test.each([
-    [['--listen', 'nope'], /^--listen: /],
-    [['--queue-size', '0'], /^--queue-size: /],
-    [['--build-concurrency', 'x'], /^--build-concurrency: /],
-    [['--trusted-cidrs', '10.0.0.0/99'], /^--trusted-cidrs: /],
-    [['--public-url', 'ftp://x'], /^--public-url: /],
-    [['--tls-listen', '127.0.0.1:8443'], /--tls-listen, --tls-cert and --tls-key must be given together/],
-    [['--bogus', '1'], /unknown option "--bogus"/],
-    [['--queue-size'], /--queue-size: missing value/],
-  ])('%j is refused naming the option', (argv, re) => {
-    expect(() => loadConfig(argv, {})).toThrow(ConfigError);
-    expect(() => loadConfig(argv, {})).toThrow(re);
-  });
-
-  test('a bad environment value names the variable', () => {
-    expect(() => loadConfig([], { UOD_QUEUE_SIZE: '-1' })).toThrow(/^UOD_QUEUE_SIZE: /);
-  });
-
-  test('help lists every option and its variable', () => {
-    const text = helpText();
-    for (const o of OPTIONS) {
-      expect(text).toContain(o.flag);
-      expect(text).toContain(o.env);
-    }
   });
 });
 
