@@ -8,7 +8,7 @@ import { computeBuildId } from '../../src/builds/build-id.js';
 import { normalizeBuildRequest } from '../../src/builds/request.js';
 import { api, b64, haveBaseArtifacts, tinyRequest } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
-import { makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot, until } from './fixtures.js';
+import { isConnectionError, makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot, until } from './fixtures.js';
 import { stopAllServices, spawnService, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 const ready = haveBaseArtifacts();
@@ -153,8 +153,8 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
     }
   }
 
-  /** Submits every request; a 202 must carry the id this request always had. Stops quietly once the service is gone. */
-  async function submitAll(svc: ServiceProcess, dead: () => boolean): Promise<void> {
+  /** Submits every request; a 202 must carry the id this request always had. Only errors `lost` accepts are let go. */
+  async function submitAll(svc: ServiceProcess, lost: (err: unknown) => boolean): Promise<void> {
     await Promise.all(
       Array.from({ length: BUILDS }, async (_, i) => {
         try {
@@ -163,19 +163,19 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
           expect(res.body.id, `request ${i} got an id other than the sha256 of its normalized form`).toBe(model.ids[i]);
           model.accepted.add(res.body.id);
         } catch (err) {
-          if (!dead()) throw err;
+          if (!lost(err)) throw err;
         }
       }),
     );
   }
 
-  /** Registers and updates checkins in a loop until the service dies or `rounds` updates are done. */
-  async function writeCheckins(svc: ServiceProcess, round: number, dead: () => boolean): Promise<void> {
+  /** Registers and updates checkins in a loop until the service is killed or 40 updates are done. Only errors `lost` accepts are let go. */
+  async function writeCheckins(svc: ServiceProcess, round: number, killed: () => boolean, lost: (err: unknown) => boolean): Promise<void> {
     await Promise.all(
       Array.from({ length: 6 }, async (_, k) => {
         const id = `crash-r${round}-k${k}`;
         try {
-          for (let step = 0; step < 40 && !dead(); step++) {
+          for (let step = 0; step < 40 && !killed(); step++) {
             const addresses = step === 0 ? [] : [`10.${round}.${k}.${step}`];
             const entry = model.checkins.get(id) ?? { registered: 'maybe' as const, values: new Set<string>() };
             model.checkins.set(id, entry);
@@ -186,7 +186,7 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
             await sleep(20);
           }
         } catch (err) {
-          if (!dead()) throw err;
+          if (!lost(err)) throw err;
         }
       }),
     );
@@ -238,21 +238,31 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
       // Fresh work every round, so that later crashes hit builds in progress too.
       else if (round > 0) await deleteSome(svc, 4);
 
-      let dead = false;
+      // Set once kill(2) has delivered the SIGKILL, not when the kill is decided: until then every
+      // request must succeed.
+      let killed = false;
+      let lostRequests = 0;
+      /** What the crash may cost: a request whose connection failed after the SIGKILL was delivered. */
+      const lostToKill = (err: unknown) => {
+        if (!killed || !isConnectionError(err)) return false;
+        lostRequests++;
+        return true;
+      };
       const strategy = (['during-submit', 'mid-build', 'random'] as const)[round % 3] as 'during-submit' | 'mid-build' | 'random';
       let delay = 0;
       const killAt = (ms: number) => sleep(ms).then(async () => {
-        dead = true;
-        await svc.kill();
+        killed = svc.proc.kill('SIGKILL');
+        expect(killed, `${when}: SIGKILL not delivered (the service had exited: ${svc.logs().slice(-2000)})`).toBe(true);
+        await svc.exited;
       });
       let killing: Promise<void>;
-      const checkins = writeCheckins(svc, round, () => dead);
+      const checkins = writeCheckins(svc, round, () => killed, lostToKill);
       if (strategy === 'during-submit') {
         delay = Math.floor(random() * 400);
         killing = killAt(delay);
-        await submitAll(svc, () => dead);
+        await submitAll(svc, lostToKill);
       } else {
-        await submitAll(svc, () => dead);
+        await submitAll(svc, () => false);
         if (strategy === 'mid-build') {
           await until('a build to be running', async () => {
             const list = (await api(`${svc.url}/api/v1/builds`)).body as Array<{ state: string }>;
@@ -271,7 +281,7 @@ describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random momen
         return fs.existsSync(file) && readRecord(id).state === 'running';
       }).length;
       if (running > 0) midBuild++;
-      log.push(`${when}: SIGKILL ${strategy} +${delay} ms with ${running} running`);
+      log.push(`${when}: SIGKILL ${strategy} +${delay} ms with ${running} running, ${lostRequests} requests cut off`);
       await checkDisk(`${when} after SIGKILL`);
     }
     // The point of the exercise: most crashes must have hit builds in progress.

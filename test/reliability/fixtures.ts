@@ -88,6 +88,20 @@ export function diffSnapshots(before: Map<string, string>, after: Map<string, st
   return changes;
 }
 
+/**
+ * True for the errors a client sees when the server process dies under it: the connection was reset or
+ * closed mid-request (undici: UND_ERR_SOCKET "other side closed"; node:http: "socket hang up"), or
+ * nothing listens any more. Anything else (a timeout, a bad answer, a failed assertion) is not.
+ */
+export function isConnectionError(err: unknown): boolean {
+  let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 5; depth++, e = e.cause as typeof e) {
+    if (e.code === 'ECONNRESET' || e.code === 'ECONNREFUSED' || e.code === 'EPIPE' || e.code === 'UND_ERR_SOCKET') return true;
+    if (e.message === 'socket hang up') return true;
+  }
+  return false;
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it returns a value other than undefined; throws naming `what` after `timeoutMs`. */
