@@ -3,6 +3,7 @@
 // environment over defaults.
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_UKI_WRITER, UKI_WRITERS } from './image/uki.js';
 import { parseCidrList } from './net/cidr.js';
 
 export interface HostPort {
@@ -86,7 +87,6 @@ function oneOf<const V extends string>(values: readonly V[]) {
   };
 }
 
-const UKI_WRITERS = ['objcopy', 'direct'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const hostPort = { parse: parseHostPort, format: formatHostPort };
@@ -119,7 +119,7 @@ export const OPTIONS = {
     help: 'largest accepted request body, in bytes', parse: positiveInt(1024 * 1024 * 1024) }),
   maxFiles: option({ flag: '--max-files', env: 'UOD_MAX_FILES', arg: 'N', default: '1024',
     help: 'most entries accepted in files[] and in dirOverrides[]', parse: positiveInt(1_000_000) }),
-  ukiWriter: option({ flag: '--uki-writer', env: 'UOD_UKI_WRITER', arg: UKI_WRITERS.join('|'), default: 'objcopy',
+  ukiWriter: option({ flag: '--uki-writer', env: 'UOD_UKI_WRITER', arg: UKI_WRITERS.join('|'), default: DEFAULT_UKI_WRITER,
     help: 'how UKIs are written: binutils objcopy, or the in-process PE writer (same layout, one pass over the inputs, several times faster)',
     parse: oneOf(UKI_WRITERS) }),
   logLevel: option({ flag: '--log-level', env: 'UOD_LOG_LEVEL', arg: 'LEVEL', default: 'info',

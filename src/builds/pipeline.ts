@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/artifacts.js';
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
+import type { UkiWriter } from '../image/uki.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
 
@@ -58,7 +59,7 @@ function osRelease(id: string): string {
 }
 
 export class ImagePipeline implements BuildPipeline {
-  constructor(private readonly options: { logger?: Logger; ukiWriter?: 'objcopy' | 'direct' } = {}) {}
+  constructor(private readonly options: { logger?: Logger; ukiWriter?: UkiWriter } = {}) {}
 
   async run(job: PipelineJob): Promise<PipelineResult> {
     const { request, workDir, signal } = job;
@@ -81,7 +82,7 @@ export class ImagePipeline implements BuildPipeline {
       workDir,
       signal,
       digest: true,
-      ukiWriter: this.options.ukiWriter ?? 'objcopy',
+      ukiWriter: this.options.ukiWriter,
       onIsoFallback: (reason) => this.options.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
     });
     signal.throwIfAborted();

@@ -63,7 +63,7 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
       workDir,
       signal,
       digest: opts.digest,
-      method: opts.ukiWriter ?? 'objcopy',
+      writer: opts.ukiWriter,
     });
   } catch (err) {
     await isoPreparation.then((p) => p.dispose(), () => undefined);

@@ -100,11 +100,6 @@ export async function missingTools(arch: Arch): Promise<string[]> {
   return missing;
 }
 
-/** objcopy is only needed for stubs whose headers have no room for the UKI's section headers. */
-export async function objcopyAvailable(arch: Arch): Promise<boolean> {
-  return (await findCommand(archTools(arch).objcopy)) !== null;
-}
-
 /**
  * Runs an external program; a failure becomes an Error naming the program, its exit status
  * and its stderr. `signal` kills the program when the build is cancelled.

@@ -1,7 +1,5 @@
-// Assembles a Unified Kernel Image: systemd-stub plus .osrel, .cmdline, .initrd and .linux sections.
-// The section layout is computed here from the stub's own headers; the file is written directly
-// (new section headers in the stub's spare header space, data appended), which costs one copy of
-// the inputs. objcopy is the fallback for a stub whose headers have no room left.
+// Assembles a Unified Kernel Image: systemd-stub plus .osrel, .cmdline, .initrd and .linux sections,
+// laid out here from the stub's own headers and written by one of two writers (UKI_WRITERS).
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,7 +22,7 @@ import {
   type PeImage,
   type PeSection,
 } from './pe.js';
-import { archTools, objcopyAvailable, runTool, type Arch } from './tools.js';
+import { archTools, runTool, type Arch } from './tools.js';
 
 export interface UkiSectionPlan {
   name: string;
@@ -95,14 +93,21 @@ export interface AssembleUkiOptions {
   signal?: AbortSignal;
   /** Also return the SHA-256 of the UKI, computed while it is written. */
   digest?: boolean;
-  /** Which writer to use; 'auto' is the direct one when the stub has header room, else objcopy. */
-  method?: UkiWriter;
+  /** DEFAULT_UKI_WRITER when not given. */
+  writer?: UkiWriter;
   /** Another systemd-stub than the packaged one (tests, custom builds). */
   stubPath?: string;
 }
 
-/** 'objcopy' runs binutils; 'direct' writes the same PE layout in-process; 'auto' is direct when the stub has header room. */
-export type UkiWriter = 'auto' | 'direct' | 'objcopy';
+/**
+ * How the UKI is written. 'objcopy': binutils adds the sections, then the headers are patched (see
+ * patchObjcopyHeaders). 'direct': the section headers go into the stub's spare header space and the
+ * data is streamed after the stub in one pass, without an initramfs file of its own; it needs a stub
+ * with that header room (Debian's have it) and fails, naming the stub, otherwise.
+ */
+export const UKI_WRITERS = ['objcopy', 'direct'] as const;
+export type UkiWriter = (typeof UKI_WRITERS)[number];
+export const DEFAULT_UKI_WRITER: UkiWriter = 'objcopy';
 
 export interface WrittenFile {
   bytes: number;
@@ -136,14 +141,9 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
     linuxSizeOfImage: kernel.sizeOfImage,
   });
 
-  const method = opts.method ?? 'auto';
-  const direct = method === 'direct' || (method === 'auto' && hasHeaderRoom(stub, plan.length));
-  if (!direct && method === 'auto' && !(await objcopyAvailable(opts.arch))) {
-    throw new Error(`systemd-stub ${stubPath} has no header room for the UKI sections and ${archTools(opts.arch).objcopy} is not installed`);
-  }
   const data: SectionData = { osrel, cmdline, initrd, kernel: { file: opts.kernelPath, size: kernel.layout.fileSize } };
   try {
-    if (direct) {
+    if ((opts.writer ?? DEFAULT_UKI_WRITER) === 'direct') {
       const segments = await directUkiSegments(stubPath, stub, plan, data);
       const hash = opts.digest ? createHash('sha256') : undefined;
       const out = await open(opts.outPath, 'w');
@@ -195,7 +195,7 @@ function sectionSegments(name: string, data: SectionData): Segment[] {
  */
 async function directUkiSegments(stubPath: string, stub: PeImage, plan: UkiSectionPlan[], data: SectionData): Promise<Segment[]> {
   if (!hasHeaderRoom(stub, plan.length)) {
-    throw new Error(`systemd-stub ${stubPath} has no room in its headers for ${plan.length} more sections`);
+    throw new Error(`systemd-stub ${stubPath} has no room in its headers for ${plan.length} more sections (the objcopy writer has no such limit)`);
   }
   const { layout } = stub;
   const fileAlignment = stub.fileAlignment > 0 ? stub.fileAlignment : 0x200;

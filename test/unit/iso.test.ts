@@ -9,7 +9,7 @@ import { assembleArtifacts } from '../../src/image/artifacts.js';
 import { writeInitramfs } from '../../src/image/initramfs.js';
 import { assembleIso, freshTemplate, grubScript, isoVolumeId, markerPath, templateFor } from '../../src/image/iso.js';
 import { buildOverlay } from '../../src/image/overlay.js';
-import { assembleUki } from '../../src/image/uki.js';
+import { assembleUki, UKI_WRITERS } from '../../src/image/uki.js';
 import { IsoLayoutError, planSplice } from '../../src/image/iso-splice.js';
 import { readPe } from '../../src/image/pe.js';
 import { archTools, missingTools, type Arch } from '../../src/image/tools.js';
@@ -235,7 +235,7 @@ describe('assembleArtifacts', () => {
 
   const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-  it.each(['objcopy', 'direct'] as const)('writes the same UKI and ISO as the step-by-step path, with their digests (%s writer)', async (writer) => {
+  it.each(UKI_WRITERS)('writes the same UKI and ISO as the step-by-step path, with their digests (%s writer)', async (writer) => {
     const base = join(dir, `base-${writer}.cpio.gz`);
     await writeFile(base, randomBytes(3 * 1024 * 1024 + 3)); // more than one copy chunk, unaligned
     const overlay = await buildOverlay([{ path: '/etc/hello', content: Buffer.from('hi') }], []);
@@ -261,7 +261,7 @@ describe('assembleArtifacts', () => {
     expect(fallbacks).toEqual([]);
 
     await writeInitramfs(base, overlay, join(steps, 'initrd'));
-    await assembleUki({ ...common, initrdPath: join(steps, 'initrd'), outPath: join(steps, 'uki.efi'), workDir: steps, method: writer });
+    await assembleUki({ ...common, initrdPath: join(steps, 'initrd'), outPath: join(steps, 'uki.efi'), workDir: steps, writer });
     await assembleIso({ arch: 'amd64', ukiPath: join(steps, 'uki.efi'), outPath: join(steps, 'boot.iso'), workDir: steps, volumeId: 'UOD_ARTIFACTS', method: 'xorriso' });
 
     const [uki, iso] = [await readFile(join(oneGo, 'uki.efi')), await readFile(join(oneGo, 'boot.iso'))];

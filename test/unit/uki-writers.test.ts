@@ -28,8 +28,8 @@ describe.skipIf(cases.length === 0)('UKI writers agree', () => {
         workDir: dir,
         digest: true,
       };
-      const a = await assembleUki({ ...common, outPath: join(dir, 'direct.efi'), method: 'direct' });
-      const b = await assembleUki({ ...common, outPath: join(dir, 'objcopy.efi'), method: 'objcopy' });
+      const a = await assembleUki({ ...common, outPath: join(dir, 'direct.efi'), writer: 'direct' });
+      const b = await assembleUki({ ...common, outPath: join(dir, 'objcopy.efi'), writer: 'objcopy' });
       expect(a.sha256).toBe(createHash('sha256').update(readFileSync(join(dir, 'direct.efi'))).digest('hex'));
 
       const [pa, pb] = [await readPe(join(dir, 'direct.efi')), await readPe(join(dir, 'objcopy.efi'))];

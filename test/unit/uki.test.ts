@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPe, type PeImage } from '../../src/image/pe.js';
 import { archTools, type Arch } from '../../src/image/tools.js';
-import { assembleUki, planUkiSections, type UkiSectionPlan } from '../../src/image/uki.js';
+import { assembleUki, DEFAULT_UKI_WRITER, planUkiSections, UKI_WRITERS, type UkiSectionPlan, type UkiWriter } from '../../src/image/uki.js';
 
 const OBJDUMP: Record<Arch, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
 // Any PE program of the right architecture stands in for a kernel when none has been fetched.
@@ -88,16 +88,16 @@ describe('assembleUki', () => {
     return readFile(out);
   }
 
-  async function build(arch: Arch, kernelPath: string, method: 'direct' | 'objcopy', tag: string) {
+  async function build(arch: Arch, kernelPath: string, writer: UkiWriter, tag: string) {
     // An initrd size that is not a multiple of any alignment, and more than one copy chunk.
     const initrd = Buffer.alloc(2 * 1024 * 1024 + 5, tag);
     const initrdPath = join(dir, `initrd-${tag}`);
     await writeFile(initrdPath, initrd);
-    // Same content for every method, so that their layouts can be compared.
+    // Same content for every writer, so that their layouts can be compared.
     const cmdline = `console=ttyS0 uod.arch=${arch} ünïcode`;
     const osRelease = `ID=uki-on-demand-test\nVERSION_ID="${arch}"\n`;
     const outPath = join(dir, `uki-${tag}.efi`);
-    await assembleUki({ arch, kernelPath, initrdPath, cmdline, osRelease, outPath, workDir: dir, method });
+    await assembleUki({ arch, kernelPath, initrdPath, cmdline, osRelease, outPath, workDir: dir, writer });
     const stub = await readPe(archTools(arch).stub);
     const kernel = await readPe(kernelPath);
     const plan = planUkiSections(stub, {
@@ -110,9 +110,9 @@ describe('assembleUki', () => {
     return { outPath, stub, kernel, plan, initrd, cmdline, osRelease };
   }
 
-  async function expectUki(arch: Arch, kernelPath: string, method: 'direct' | 'objcopy', dumpContents = true) {
-    const tag = `${arch}-${method}-${kernelPath.includes('vmlinuz') ? 'kernel' : 'standin'}`;
-    const { outPath, stub, kernel, plan, initrd, cmdline, osRelease } = await build(arch, kernelPath, method, tag);
+  async function expectUki(arch: Arch, kernelPath: string, writer: UkiWriter, dumpContents = true) {
+    const tag = `${arch}-${writer}-${kernelPath.includes('vmlinuz') ? 'kernel' : 'standin'}`;
+    const { outPath, stub, kernel, plan, initrd, cmdline, osRelease } = await build(arch, kernelPath, writer, tag);
 
     // Our reader: the stub's sections untouched, then exactly the planned ones.
     const uki = await readPe(outPath);
@@ -190,15 +190,44 @@ describe('assembleUki', () => {
     ).rejects.toThrow(/is for arm64, not amd64/);
   });
 
+  it('uses objcopy when no writer is chosen', async () => {
+    expect(DEFAULT_UKI_WRITER).toBe('objcopy');
+    const initrdPath = join(dir, 'default-initrd');
+    await writeFile(initrdPath, 'initrd');
+    const common = { arch: 'amd64' as const, kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', workDir: dir };
+    await assembleUki({ ...common, outPath: join(dir, 'default.efi') });
+    await assembleUki({ ...common, outPath: join(dir, 'objcopy.efi'), writer: 'objcopy' });
+    await assembleUki({ ...common, outPath: join(dir, 'direct.efi'), writer: 'direct' });
+    const defaultBytes = await readFile(join(dir, 'default.efi'));
+    expect(defaultBytes.equals(await readFile(join(dir, 'objcopy.efi')))).toBe(true);
+    expect(defaultBytes.equals(await readFile(join(dir, 'direct.efi')))).toBe(false);
+  });
+
+  it('direct writer: refuses a stub without room for four more section headers, naming it', async () => {
+    const stubPath = join(dir, 'cramped.stub');
+    const bytes = await readFile(archTools('amd64').stub);
+    const stub = await readPe(archTools('amd64').stub);
+    // SizeOfHeaders (optional header offset 60) cut to the end of the section table: no room at all.
+    bytes.writeUInt32LE(stub.layout.sectionTableOffset + stub.sections.length * 40, stub.layout.optionalHeaderOffset + 60);
+    await writeFile(stubPath, bytes);
+    const initrdPath = join(dir, 'cramped-initrd');
+    await writeFile(initrdPath, 'x');
+    const outPath = join(dir, 'cramped.efi');
+    await expect(
+      assembleUki({ arch: 'amd64', kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', outPath, workDir: dir, stubPath, writer: 'direct' }),
+    ).rejects.toThrow(`systemd-stub ${stubPath} has no room in its headers for 4 more sections (the objcopy writer has no such limit)`);
+    expect(existsSync(outPath)).toBe(false);
+  });
+
   it('stops when cancelled and leaves no output behind', async () => {
     const initrdPath = join(dir, 'cancel-initrd');
     await writeFile(initrdPath, randomBytes(1024));
     const outPath = join(dir, 'cancelled.efi');
     const controller = new AbortController();
     controller.abort(new Error('cancelled by test'));
-    for (const method of ['direct', 'objcopy'] as const) {
+    for (const writer of UKI_WRITERS) {
       await expect(
-        assembleUki({ arch: 'amd64', kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', outPath, workDir: dir, signal: controller.signal, method }),
+        assembleUki({ arch: 'amd64', kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', outPath, workDir: dir, signal: controller.signal, writer }),
       ).rejects.toThrow('cancelled by test');
       expect(existsSync(outPath)).toBe(false);
     }
