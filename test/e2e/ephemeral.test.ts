@@ -1,7 +1,9 @@
 // End to end for the ephemeral OS (base-artifacts/ephemeral): the service builds a UKI from
-// vmlinuz-amd64 + initramfs-amd64.img + a NoCloud overlay, QEMU + OVMF boots the served UKI on a
-// machine with two NICs and three disks of known serials, and the tests talk to it as the
-// orchestrator would. Inspection: no network-config, DHCP on every NIC, the checkin reaches the
+// vmlinuz-amd64 + initramfs-amd64.img + a NoCloud overlay, QEMU + OVMF boots what the service serves
+// on a machine with two NICs and three disks of known serials, and the tests talk to it as the
+// orchestrator would. Inspection boots the ISO as a CD streamed from its artifact URL (GRUB
+// chainloading the 70 MB UKI); provisioning boots the downloaded UKI directly.
+// Inspection: no network-config, DHCP on every NIC, the checkin reaches the
 // service's HTTPS listener (verified with the CA from the overlay), SSH by key only, instance-id and
 // hw-inventory (validated against its JSON Schema).
 // Provisioning: a static network-config matched by MAC; dhcp-discover and checkin stand aside; at the
@@ -11,11 +13,14 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
 import { promisify } from 'node:util';
 import Ajv2020Module from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { bootVm, serialConsole, type RunningVm } from '../support/qemu.js';
+import { bootVm, serialConsole, type BootMedia, type RunningVm } from '../support/qemu.js';
 import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
 
 const run = promisify(execFile);
@@ -112,8 +117,11 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
   });
   afterAll(() => svc?.close());
 
-  /** Builds through the API, downloads the UKI from its artifact URL and boots it. */
-  async function buildAndBoot(name: string, files: object[], sshPort: number): Promise<RunningVm> {
+  /**
+   * Builds through the API and boots the result from its artifact URL: the ISO as a CD streamed by
+   * QEMU's curl driver (GRUB chainloads the UKI), or the UKI downloaded and run by the firmware.
+   */
+  async function buildAndBoot(name: string, delivery: 'iso-cd' | 'uki', files: object[], sshPort: number): Promise<RunningVm> {
     const submitted = await api(`${svc.url}/api/v1/builds`, {
       method: 'POST',
       json: {
@@ -129,14 +137,18 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
     const build = await waitForBuild(svc.url, submitted.body.id, 300_000);
     expect(build.state, build.error).toBe('completed');
 
-    const uki = path.join(tempDir(`uki-${name}`), 'uki.efi');
-    const res = await fetch(build.artifacts.ukiUrl);
-    expect(res.status).toBe(200);
-    fs.writeFileSync(uki, Buffer.from(await res.arrayBuffer()));
+    let media: BootMedia = { kind: 'cdrom', url: build.artifacts.isoUrl };
+    if (delivery === 'uki') {
+      const uki = path.join(tempDir(`uki-${name}`), 'uki.efi');
+      const res = await fetch(build.artifacts.ukiUrl);
+      expect(res.status).toBe(200);
+      await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(uki));
+      media = { kind: 'kernel', path: uki };
+    }
 
     return bootVm({
       arch: ARCH,
-      media: { kind: 'kernel', path: uki },
+      media,
       memoryMiB: 1536,
       cpus: 2,
       extraNics: 1,
@@ -157,7 +169,7 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
     const sshPort = await freePort();
     expect((await api(`${svc.url}/api/v1/checkins/${id}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
 
-    const vm = await buildAndBoot('inspection', [
+    const vm = await buildAndBoot('inspection', 'iso-cd', [
       { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${id}\nlocal-hostname: inspect-${id.slice(0, 8)}\n`), mode: '0644' },
       // the key arrives through user-data here, through /root/.ssh/authorized_keys in provisioning
       { path: '/var/lib/cloud/seed/nocloud/user-data', contentBase64: b64(`#cloud-config\nssh_authorized_keys:\n  - ${publicKey}\n`), mode: '0644' },
@@ -242,7 +254,7 @@ describe.skipIf(!ready)('ephemeral OS booted from what the service built', () =>
       '',
     ].join('\n');
 
-    const vm = await buildAndBoot('provisioning', [
+    const vm = await buildAndBoot('provisioning', 'uki', [
       { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${id}\nlocal-hostname: prov-${id.slice(0, 8)}\n`), mode: '0644' },
       { path: '/var/lib/cloud/seed/nocloud/user-data', contentBase64: b64('#cloud-config\n{}\n'), mode: '0644' },
       { path: '/var/lib/cloud/seed/nocloud/network-config', contentBase64: b64(networkConfig), mode: '0644' },

@@ -1,26 +1,34 @@
 // End to end: the service builds an image whose overlay points the checkin back at the service itself;
-// QEMU + OVMF/AAVMF boots what the service serves (UKI, ISO as CD, ISO as disk, UEFI HTTP Boot from the
-// artifact URL); the guest's PUT must show up in GET /api/v1/checkins/{id}, and the guest's own view of
+// QEMU + OVMF/AAVMF boots what the service serves, fetched from its artifact URLs as a BMC or a
+// firmware would: the UKI downloaded and run by the firmware, the ISO as a CD and as a disk streamed by
+// QEMU's curl driver (Range reads), the UKI by UEFI HTTP Boot. Both UKI writers are booted on both
+// architectures. The guest's PUT must show up in GET /api/v1/checkins/{id}, and the guest's own view of
 // /proc/cmdline and of the overlay files (modes, owners, symlinks, dirOverrides) must match the request.
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootVm, serialConsole, type Arch, type BootMedia } from '../support/qemu.js';
-import { api, b64, haveBaseArtifacts, REPO, startInProcess, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
 
 const GUEST_SERVICE = '10.0.2.100';
 const LOG_DIR = path.join(REPO, 'test-results/e2e');
 
 type Delivery = 'uki' | 'iso-cd' | 'iso-disk' | 'http-boot';
 
-const SCENARIOS: Array<{ arch: Arch; delivery: Delivery }> = [
-  { arch: 'amd64', delivery: 'uki' },
-  { arch: 'amd64', delivery: 'iso-cd' },
-  { arch: 'amd64', delivery: 'iso-disk' },
-  { arch: 'amd64', delivery: 'http-boot' },
-  { arch: 'arm64', delivery: 'uki' },
-  { arch: 'arm64', delivery: 'iso-cd' },
+type Writer = 'direct' | 'objcopy';
+
+// Each architecture boots a UKI of each writer; every delivery is booted once.
+const SCENARIOS: Array<{ arch: Arch; delivery: Delivery; writer: Writer }> = [
+  { arch: 'amd64', delivery: 'uki', writer: 'direct' },
+  { arch: 'amd64', delivery: 'iso-cd', writer: 'objcopy' },
+  { arch: 'amd64', delivery: 'iso-disk', writer: 'direct' },
+  { arch: 'amd64', delivery: 'http-boot', writer: 'direct' },
+  { arch: 'arm64', delivery: 'uki', writer: 'direct' },
+  { arch: 'arm64', delivery: 'iso-cd', writer: 'objcopy' },
 ];
 
 /** What the guest must report for each probed path: mode, uid, gid, type, link target. */
@@ -60,22 +68,35 @@ function buildRequest(arch: Arch, checkinId: string, cmdline: string) {
   };
 }
 
+/** Streams an artifact from its URL to a file of its own (QEMU's -kernel wants a file). */
+async function download(url: string, name: string): Promise<string> {
+  const res = await fetch(url);
+  expect(res.status, url).toBe(200);
+  const file = path.join(tempDir(name), path.basename(new URL(url).pathname));
+  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(file));
+  return file;
+}
+
 const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'vmlinuz-arm64', 'initramfs-tiny-arm64.img');
 
 describe.skipIf(!ready)('boot what the service built', () => {
-  let svc: InProcessService;
-  let port: number;
+  const services = {} as Record<Writer, InProcessService>;
 
   beforeAll(async () => {
-    svc = await startInProcess();
-    port = Number(new URL(svc.url).port);
+    // One service per UKI writer, sharing nothing.
+    services.direct = await startInProcess(['--uki-writer', 'direct']);
+    services.objcopy = await startInProcess(['--uki-writer', 'objcopy']);
     fs.mkdirSync(LOG_DIR, { recursive: true });
   });
-  afterAll(() => svc?.close());
+  afterAll(async () => {
+    await Promise.all(Object.values(services).map((s) => s.close()));
+  });
 
-  test.each(SCENARIOS)('$arch $delivery: checkin arrives, cmdline and overlay metadata are as requested', async ({ arch, delivery }) => {
+  test.each(SCENARIOS)('$arch $delivery ($writer writer): checkin arrives, cmdline and overlay metadata are as requested', async ({ arch, delivery, writer }) => {
+    const svc = services[writer];
+    const port = Number(new URL(svc.url).port);
     const checkinId = randomUUID();
-    const cmdline = `console=${serialConsole(arch)} uod.case=${arch}-${delivery} uod.timeout=150`;
+    const cmdline = `console=${serialConsole(arch)} uod.case=${arch}-${delivery}-${writer} uod.timeout=150`;
     expect((await api(`${svc.url}/api/v1/checkins/${checkinId}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
 
     const submitted = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: buildRequest(arch, checkinId, cmdline) });
@@ -83,13 +104,13 @@ describe.skipIf(!ready)('boot what the service built', () => {
     const build = await waitForBuild(svc.url, submitted.body.id);
     expect(build.state, build.error).toBe('completed');
 
-    const artifact = (kind: 'uki.efi' | 'boot.iso') => path.join(svc.dataDir, 'builds', build.id, kind);
+    const { ukiUrl, isoUrl } = build.artifacts as { ukiUrl: string; isoUrl: string };
     const media: BootMedia =
-      delivery === 'uki' ? { kind: 'kernel', path: artifact('uki.efi') }
-      : delivery === 'iso-cd' ? { kind: 'cdrom', path: artifact('boot.iso') }
-      : delivery === 'iso-disk' ? { kind: 'disk', path: artifact('boot.iso') }
+      delivery === 'uki' ? { kind: 'kernel', path: await download(ukiUrl, `uki-${arch}-${writer}`) }
+      : delivery === 'iso-cd' ? { kind: 'cdrom', url: isoUrl }
+      : delivery === 'iso-disk' ? { kind: 'disk', url: isoUrl }
       // the firmware fetches the UKI from the service's artifact URL (HEAD first, then GET)
-      : { kind: 'http', url: `http://${GUEST_SERVICE}${new URL(build.artifacts.ukiUrl).pathname}` };
+      : { kind: 'http', url: `http://${GUEST_SERVICE}${new URL(ukiUrl).pathname}` };
 
     const vm = await bootVm({
       arch,

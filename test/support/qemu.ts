@@ -65,13 +65,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { performance } from 'node:perf_hooks';
+import { mediaBlockdev } from '../../lab/bmc/qemu/command-line.js';
 
 export type Arch = 'amd64' | 'arm64';
 
 export type BootMedia =
   | { kind: 'kernel'; path: string }
+  // path: a local file; url: streamed from an HTTP(S) server by QEMU's curl driver (Range reads),
+  // the way a BMC's virtual media reads an image.
   | { kind: 'cdrom'; path: string }
+  | { kind: 'cdrom'; url: string }
   | { kind: 'disk'; path: string }
+  | { kind: 'disk'; url: string }
   | { kind: 'http'; url: string; via?: 'firmware' | 'ipxe' };
 
 export interface GuestForward {
@@ -147,6 +152,13 @@ const FIRMWARE: Record<Arch, Firmware> = {
 };
 
 const IPXE_VIRTIO_ROM = '/usr/lib/ipxe/qemu/efi-virtio.rom';
+
+/** The backend of a boot CD or disk: a local file, or an image streamed over HTTP(S). */
+function bootDrive(id: string, media: { path: string } | { url: string }, localFlags: string): string[] {
+  if ('path' in media) return ['-drive', `if=none,id=${id},format=raw,${localFlags},file=${media.path}`];
+  // Read-only either way: nothing may write back to the server's artifact.
+  return ['-blockdev', JSON.stringify(mediaBlockdev(media.url, id))];
+}
 
 export function serialConsole(arch: Arch): 'ttyS0' | 'ttyAMA0' {
   return arch === 'amd64' ? 'ttyS0' : 'ttyAMA0';
@@ -314,18 +326,16 @@ export async function bootVm(opts: BootOptions): Promise<RunningVm> {
         args.push('-kernel', media.path);
         break;
       case 'cdrom':
+        args.push(...bootDrive('cd0', media, 'media=cdrom,readonly=on'));
         if (opts.arch === 'amd64') {
-          args.push('-drive', `if=none,id=cd0,media=cdrom,format=raw,readonly=on,file=${media.path}`,
-            '-device', 'ide-cd,drive=cd0,bootindex=0');
+          args.push('-device', 'ide-cd,drive=cd0,bootindex=0');
         } else {
           needScsi();
-          args.push('-drive', `if=none,id=cd0,media=cdrom,format=raw,readonly=on,file=${media.path}`,
-            '-device', 'scsi-cd,drive=cd0,bus=scsi0.0,bootindex=0');
+          args.push('-device', 'scsi-cd,drive=cd0,bus=scsi0.0,bootindex=0');
         }
         break;
       case 'disk':
-        args.push('-drive', `if=none,id=boot0,format=raw,snapshot=on,file=${media.path}`,
-          '-device', 'virtio-blk-pci,drive=boot0,bootindex=0');
+        args.push(...bootDrive('boot0', media, 'snapshot=on'), '-device', 'virtio-blk-pci,drive=boot0,bootindex=0');
         break;
       case 'http':
         break;
