@@ -1,6 +1,7 @@
 // Composition root: wires the catalog, registries, pipeline and listeners from a Config, and owns
 // start-up (reload state, clean scratch space) and graceful shutdown.
 import fs from 'node:fs/promises';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
@@ -30,6 +31,16 @@ async function closeWithin(app: FastifyInstance, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Some clients half-close their side right after sending a request (nc without -q, some firmware).
+ * Node's HTTP server drops the answer to such a request unless httpAllowHalfOpen is set (an
+ * undocumented http.Server property, Node 20), and a TLS server ends the socket at the client's FIN
+ * unless allowHalfOpen is set too.
+ */
+function answerHalfClosedRequests(server: Server): void {
+  Object.assign(server, { httpAllowHalfOpen: true, allowHalfOpen: true });
 }
 
 export interface RunningService {
@@ -89,6 +100,7 @@ export async function startService(
   const apps: FastifyInstance[] = [];
   const listen = async (app: FastifyInstance, host: string, port: number): Promise<string> => {
     apps.push(app);
+    answerHalfClosedRequests(app.server);
     await app.listen({ host, port });
     const addr = app.server.address() as AddressInfo;
     return formatHostPort({ host: addr.address, port: addr.port });
