@@ -4,7 +4,7 @@
 // while writing instead of by reading the outputs back.
 import { assembleUki, type UkiWriter, type WrittenFile } from './uki.js';
 import { prepareIso } from './iso.js';
-import type { Arch } from './tools.js';
+import type { Architecture } from './architecture.js';
 
 /**
  * What a build publishes, by kind: the file name (the last segment of the artifact's URL) and the
@@ -20,7 +20,7 @@ export const ARTIFACT_KINDS = Object.keys(ARTIFACTS) as ArtifactKind[];
 export const ARTIFACT_FILES = { uki: ARTIFACTS.uki.file, iso: ARTIFACTS.iso.file } as const;
 
 export interface AssembleArtifactsOptions {
-  arch: Arch;
+  arch: Architecture;
   kernelPath: string;
   baseInitramfsPath: string;
   /** gzip newc overlay appended to the base initramfs, or null for the base alone. */

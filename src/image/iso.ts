@@ -8,10 +8,11 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { digestFile } from './file-digest.js';
 import { IsoLayoutError, spliceFile } from './iso-splice.js';
-import { archTools, COMMON_TOOLS, runTool, type Arch } from './tools.js';
+import type { Architecture } from './architecture.js';
+import { archTools, COMMON_TOOLS, runTool } from './tools.js';
 
 export interface AssembleIsoOptions {
-  arch: Arch;
+  arch: Architecture;
   ukiPath: string;
   outPath: string;
   workDir: string;
@@ -75,7 +76,7 @@ export function grubScript(volumeId: string): string {
 }
 
 /** Builds GRUB for `arch` with the embedded script, as the standalone EFI program `efiPath`. */
-export async function buildGrubEfi(arch: Arch, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
+export async function buildGrubEfi(arch: Architecture, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
   const tools = archTools(arch);
   const cfg = join(scratchDir, `grub-embedded-${arch}.cfg`);
   await writeFile(cfg, grubScript(volumeId));
@@ -90,7 +91,7 @@ export async function buildGrubEfi(arch: Arch, volumeId: string, efiPath: string
  * The El Torito EFI boot image, which is also the EFI system partition when the ISO is a disk:
  * a FAT image holding \EFI\BOOT\<loader>. Formatting runs while GRUB is being built.
  */
-export async function buildEfiBootImage(arch: Arch, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
+export async function buildEfiBootImage(arch: Architecture, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
   // A tree of its own: mcopy -s copies whatever it holds.
   const tree = await mkdtemp(join(dir, 'esp-'));
   try {
@@ -109,7 +110,7 @@ export async function buildEfiBootImage(arch: Arch, volumeId: string, dir: strin
 }
 
 /** Builds the ISO with xorriso, from scratch, with `ukiPath` as the UKI. */
-export async function buildIsoWithXorriso(arch: Arch, volumeId: string, ukiPath: string, outPath: string, workDir: string, signal?: AbortSignal): Promise<void> {
+export async function buildIsoWithXorriso(arch: Architecture, volumeId: string, ukiPath: string, outPath: string, workDir: string, signal?: AbortSignal): Promise<void> {
   const id = isoVolumeId(volumeId);
   const dir = await mkdtemp(join(workDir, 'xorriso-'));
   try {
@@ -152,7 +153,7 @@ export async function buildIsoWithXorriso(arch: Arch, volumeId: string, ukiPath:
 }
 
 /** The template for `volumeId` made by xorriso itself (GRUB, FAT image, marker, placeholder UKI). */
-export async function freshTemplate(arch: Arch, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
+export async function freshTemplate(arch: Architecture, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
   const dir = await mkdtemp(join(workDir, 'template-'));
   try {
     const placeholder = join(dir, 'placeholder');
@@ -180,7 +181,7 @@ interface ReusableTemplate {
 const templateCache = new Map<string, Promise<ReusableTemplate | null>>();
 const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_';
 
-async function reusableTemplate(arch: Arch, length: number, workDir: string): Promise<ReusableTemplate | null> {
+async function reusableTemplate(arch: Architecture, length: number, workDir: string): Promise<ReusableTemplate | null> {
   // Distinct characters, so that a byte's value tells which character of the id it is; the
   // second id is the first one rotated, so that the two differ at every position.
   const first = ID_CHARS.slice(0, length);
@@ -199,7 +200,7 @@ async function reusableTemplate(arch: Arch, length: number, workDir: string): Pr
 }
 
 /** The splice template for `volumeId`: reused when possible, otherwise made by xorriso. */
-export async function templateFor(arch: Arch, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
+export async function templateFor(arch: Architecture, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
   const id = isoVolumeId(volumeId);
   if (id.length <= ID_CHARS.length) {
     const key = `${arch}:${id.length}`;

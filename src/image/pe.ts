@@ -2,6 +2,7 @@
 // header field is, reading the headers, and the edits the UKI writers make to them.
 import { open, type FileHandle } from 'node:fs/promises';
 import { writeAllAt } from '../storage/write-all.js';
+import { ARCHITECTURES, type Architecture } from './architecture.js';
 
 export interface PeSection {
   name: string;
@@ -15,7 +16,7 @@ export interface PeSection {
 
 export interface PeImage {
   machine: number;
-  arch: 'amd64' | 'arm64' | null;
+  arch: Architecture | null;
   sectionAlignment: number;
   fileAlignment: number;
   sizeOfImage: number;
@@ -42,8 +43,8 @@ export interface PeLayout {
   certificateTable: { offset: number; size: number };
 }
 
-export const MACHINE_AMD64 = 0x8664;
-export const MACHINE_ARM64 = 0xaa64;
+/** COFF machine type of each architecture's EFI programs. */
+const MACHINE: Record<Architecture, number> = { amd64: 0x8664, arm64: 0xaa64 };
 
 export const SCN_CNT_CODE = 0x00000020;
 export const SCN_CNT_INITIALIZED_DATA = 0x00000040;
@@ -86,10 +87,8 @@ export const SECTION_HEADER_SIZE = 40;
 const SECTION = { name: 0, virtualSize: 8, virtualAddress: 12, rawSize: 16, rawPointer: 20, characteristics: 36 } as const;
 const SECTION_NAME_SIZE = 8;
 
-function archOf(machine: number): PeImage['arch'] {
-  if (machine === MACHINE_AMD64) return 'amd64';
-  if (machine === MACHINE_ARM64) return 'arm64';
-  return null;
+function archOf(machine: number): Architecture | null {
+  return ARCHITECTURES.find((arch) => MACHINE[arch] === machine) ?? null;
 }
 
 function notPe(path: string, why: string): Error {

@@ -4,8 +4,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
-
-export type Arch = 'amd64' | 'arm64';
+import type { Architecture } from './architecture.js';
 
 export interface ArchTools {
   /** objcopy that understands this architecture's PE files (the host's one may not). */
@@ -19,7 +18,7 @@ export interface ArchTools {
   efiBootName: 'BOOTX64.EFI' | 'BOOTAA64.EFI';
 }
 
-const ARCH_TOOLS: Record<Arch, ArchTools> = {
+const ARCH_TOOLS: Record<Architecture, ArchTools> = {
   amd64: {
     objcopy: 'x86_64-linux-gnu-objcopy',
     stub: '/usr/lib/systemd/boot/efi/linuxx64.efi.stub',
@@ -43,7 +42,7 @@ export const COMMON_TOOLS = {
   mcopy: 'mcopy',
 } as const;
 
-export function archTools(arch: Arch): ArchTools {
+export function archTools(arch: Architecture): ArchTools {
   const tools = ARCH_TOOLS[arch];
   if (tools === undefined) throw new Error(`unsupported architecture ${JSON.stringify(arch)}`);
   return tools;
@@ -55,7 +54,7 @@ interface Requirement {
   path: string;
 }
 
-function requirements(arch: Arch): Requirement[] {
+function requirements(arch: Architecture): Requirement[] {
   const t = archTools(arch);
   return [
     { label: `systemd-stub for ${arch} (${t.stub}, Debian package systemd-boot-efi${arch === 'arm64' ? ':arm64' : ''})`, kind: 'file', path: t.stub },
@@ -91,7 +90,7 @@ async function findCommand(name: string): Promise<string | null> {
 }
 
 /** Human-readable names of what building images for `arch` needs and this host lacks. */
-export async function missingTools(arch: Arch): Promise<string[]> {
+export async function missingTools(arch: Architecture): Promise<string[]> {
   const missing: string[] = [];
   for (const req of requirements(arch)) {
     const present = req.kind === 'file' ? await isReadable(req.path) : (await findCommand(req.path)) !== null;

@@ -22,7 +22,8 @@ import {
   type PeImage,
   type PeSection,
 } from './pe.js';
-import { archTools, runTool, type Arch } from './tools.js';
+import type { Architecture } from './architecture.js';
+import { archTools, runTool } from './tools.js';
 
 export interface UkiSectionPlan {
   name: string;
@@ -80,7 +81,7 @@ export function planUkiSections(stub: PeImage, inputs: UkiInputs): UkiSectionPla
 }
 
 export interface AssembleUkiOptions {
-  arch: Arch;
+  arch: Architecture;
   kernelPath: string;
   /** The initramfs as one file... */
   initrdPath?: string;
@@ -227,7 +228,7 @@ async function directUkiSegments(stubPath: string, stub: PeImage, plan: UkiSecti
 }
 
 async function writeUkiObjcopy(args: {
-  arch: Arch;
+  arch: Architecture;
   stubPath: string;
   stub: PeImage;
   plan: UkiSectionPlan[];

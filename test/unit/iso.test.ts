@@ -12,9 +12,10 @@ import { buildOverlay } from '../../src/image/overlay.js';
 import { assembleUki, UKI_WRITERS } from '../../src/image/uki.js';
 import { IsoLayoutError, planSplice } from '../../src/image/iso-splice.js';
 import { readPe } from '../../src/image/pe.js';
-import { archTools, missingTools, type Arch } from '../../src/image/tools.js';
+import { archTools, missingTools } from '../../src/image/tools.js';
+import type { Architecture } from '../../src/image/architecture.js';
 
-const STAND_IN_UKI: Record<Arch, string> = {
+const STAND_IN_UKI: Record<Architecture, string> = {
   amd64: '/usr/lib/systemd/boot/efi/systemd-bootx64.efi',
   arm64: '/usr/lib/systemd/boot/efi/systemd-bootaa64.efi',
 };
@@ -86,7 +87,7 @@ describe('assembleIso', () => {
   });
 
   /** A PE program padded with random bytes to an odd size stands in for a UKI. */
-  async function standInUki(arch: Arch, extra: number): Promise<string> {
+  async function standInUki(arch: Architecture, extra: number): Promise<string> {
     const path = join(dir, `uki-${arch}-${extra}.efi`);
     await writeFile(path, Buffer.concat([await readFile(STAND_IN_UKI[arch]), randomBytes(extra)]));
     return path;

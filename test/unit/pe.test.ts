@@ -17,14 +17,15 @@ import {
   SCN_MEM_READ,
   setTimeDateStamp,
 } from '../../src/image/pe.js';
-import { archTools, type Arch } from '../../src/image/tools.js';
+import { archTools } from '../../src/image/tools.js';
+import type { Architecture } from '../../src/image/architecture.js';
 
-const OBJDUMP: Record<Arch, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
-const MACHINE: Record<Arch, number> = { amd64: 0x8664, arm64: 0xaa64 };
-const kernelPath = (arch: Arch) => new URL(`../../base-artifacts/out/vmlinuz-${arch}`, import.meta.url).pathname;
+const OBJDUMP: Record<Architecture, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
+const MACHINE: Record<Architecture, number> = { amd64: 0x8664, arm64: 0xaa64 };
+const kernelPath = (arch: Architecture) => new URL(`../../base-artifacts/out/vmlinuz-${arch}`, import.meta.url).pathname;
 
 /** Header facts as binutils sees them: `objdump -p` fields and `objdump -h` sections. */
-async function objdump(arch: Arch, path: string) {
+async function objdump(arch: Architecture, path: string) {
   const { stdout: p } = await execa(OBJDUMP[arch], ['-p', path]);
   const field = (name: string) => {
     const m = new RegExp(`^${name}\\s+([0-9a-fA-F]+)`, 'm').exec(p);
@@ -47,7 +48,7 @@ async function objdump(arch: Arch, path: string) {
   };
 }
 
-async function expectSameAsObjdump(arch: Arch, path: string) {
+async function expectSameAsObjdump(arch: Architecture, path: string) {
   const pe = await readPe(path);
   const bin = await objdump(arch, path);
   expect(pe.arch).toBe(arch);

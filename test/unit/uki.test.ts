@@ -7,16 +7,17 @@ import { execa } from 'execa';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPe, type PeImage } from '../../src/image/pe.js';
-import { archTools, type Arch } from '../../src/image/tools.js';
+import { archTools } from '../../src/image/tools.js';
+import type { Architecture } from '../../src/image/architecture.js';
 import { assembleUki, DEFAULT_UKI_WRITER, planUkiSections, UKI_WRITERS, type UkiSectionPlan, type UkiWriter } from '../../src/image/uki.js';
 
-const OBJDUMP: Record<Arch, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
+const OBJDUMP: Record<Architecture, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
 // Any PE program of the right architecture stands in for a kernel when none has been fetched.
-const STAND_IN_KERNEL: Record<Arch, string> = {
+const STAND_IN_KERNEL: Record<Architecture, string> = {
   amd64: '/usr/lib/systemd/boot/efi/systemd-bootx64.efi',
   arm64: '/usr/lib/systemd/boot/efi/systemd-bootaa64.efi',
 };
-const realKernel = (arch: Arch) => new URL(`../../base-artifacts/out/vmlinuz-${arch}`, import.meta.url).pathname;
+const realKernel = (arch: Architecture) => new URL(`../../base-artifacts/out/vmlinuz-${arch}`, import.meta.url).pathname;
 
 function expectSoundPlan(stub: PeImage, plan: UkiSectionPlan[], linuxSizeOfImage: number) {
   expect(plan.map((s) => s.name)).toEqual(['.osrel', '.cmdline', '.initrd', '.linux']);
@@ -82,13 +83,13 @@ describe('assembleUki', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function dumpSection(arch: Arch, uki: string, name: string): Promise<Buffer> {
+  async function dumpSection(arch: Architecture, uki: string, name: string): Promise<Buffer> {
     const out = join(dir, `dump${name}`);
     await execa(archTools(arch).objcopy, ['--dump-section', `${name}=${out}`, uki, join(dir, 'dump-discard')]);
     return readFile(out);
   }
 
-  async function build(arch: Arch, kernelPath: string, writer: UkiWriter, tag: string) {
+  async function build(arch: Architecture, kernelPath: string, writer: UkiWriter, tag: string) {
     // An initrd size that is not a multiple of any alignment, and more than one copy chunk.
     const initrd = Buffer.alloc(2 * 1024 * 1024 + 5, tag);
     const initrdPath = join(dir, `initrd-${tag}`);
@@ -110,7 +111,7 @@ describe('assembleUki', () => {
     return { outPath, stub, kernel, plan, initrd, cmdline, osRelease };
   }
 
-  async function expectUki(arch: Arch, kernelPath: string, writer: UkiWriter, dumpContents = true) {
+  async function expectUki(arch: Architecture, kernelPath: string, writer: UkiWriter, dumpContents = true) {
     const tag = `${arch}-${writer}-${kernelPath.includes('vmlinuz') ? 'kernel' : 'standin'}`;
     const { outPath, stub, kernel, plan, initrd, cmdline, osRelease } = await build(arch, kernelPath, writer, tag);
 
