@@ -2,18 +2,14 @@
 // form whose canonical JSON is hashed into the build id.
 import path from 'node:path';
 import { z } from 'zod';
+import { BASE_ARTIFACT_NAME } from '../catalog/base-artifacts.js';
+import { ARCHITECTURES, type Architecture } from '../image/architecture.js';
 import { describeZodError } from '../validation/zod-message.js';
-
-export const ARCHITECTURES = ['amd64', 'arm64'] as const;
-export type Architecture = (typeof ARCHITECTURES)[number];
 
 export const MAX_CMDLINE_BYTES = 2048;
 const MAX_PATH_BYTES = 4096;
 const MAX_NAME_BYTES = 255;
 const MAX_UID = 2 ** 32 - 1;
-
-/** Base artifact names are plain file names: no separators, no leading dot. */
-export const BASE_ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -89,7 +85,7 @@ function makeBuildRequestSchema(limits: { maxFiles: number }) {
       .string()
       .regex(/^[\x20-\x7e]*$/, 'must be printable ASCII (no NUL, newline or control characters)')
       .refine((c) => Buffer.byteLength(c) <= MAX_CMDLINE_BYTES, `must be at most ${MAX_CMDLINE_BYTES} bytes`),
-    architecture: z.enum(ARCHITECTURES, { error: 'must be "amd64" or "arm64"' }),
+    architecture: z.enum(ARCHITECTURES, { error: `must be ${ARCHITECTURES.map((a) => `"${a}"`).join(' or ')}` }),
     files: z.array(fileSchema).max(limits.maxFiles, `must have at most ${limits.maxFiles} entries`).optional(),
     dirOverrides: z.array(dirOverrideSchema).max(limits.maxFiles, `must have at most ${limits.maxFiles} entries`).optional(),
     tlsArtifacts: z.boolean().optional(),

@@ -3,9 +3,13 @@
 // until the file changes on disk.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { digestFile } from '../image/copy.js';
+import { PromiseCache } from '../concurrency/promise-cache.js';
+import { digestFile } from '../image/file-digest.js';
 import { readPe } from '../image/pe.js';
-import { BASE_ARTIFACT_NAME, type Architecture } from '../builds/request.js';
+import type { Architecture } from '../image/architecture.js';
+
+/** Base artifact names are plain file names: no separators, no leading dot. */
+export const BASE_ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export class BaseArtifactError extends Error {
   constructor(readonly field: 'kernel' | 'initramfs', message: string) {
@@ -16,30 +20,24 @@ export class BaseArtifactError extends Error {
 export interface ResolvedBase {
   path: string;
   sha256: string;
-  size: number;
-}
-
-interface CacheEntry {
-  stamp: string;
-  sha256: Promise<string>;
-  arch?: Promise<Architecture | null>;
 }
 
 export class BaseArtifactCatalog {
-  private readonly cache = new Map<string, CacheEntry>();
+  // Keyed by path, versioned by the file's stamp: a file renamed over the old one is hashed again.
+  private readonly digests = new PromiseCache<string, string>();
+  private readonly architectures = new PromiseCache<string, Architecture | null>();
 
   constructor(readonly dir: string) {}
 
-  /** Names of the regular files available, for error messages and the README's listing. */
+  /** Names of the regular files available (start-up warns when there are none). */
   async list(): Promise<string[]> {
     const entries = await fs.readdir(this.dir, { withFileTypes: true }).catch(() => []);
     return entries.filter((e) => e.isFile() && BASE_ARTIFACT_NAME.test(e.name)).map((e) => e.name).sort();
   }
 
   async resolveKernel(name: string, architecture: Architecture): Promise<ResolvedBase> {
-    const { resolved, entry } = await this.resolve('kernel', name);
-    entry.arch ??= readPe(resolved.path).then((pe) => pe.arch, () => null);
-    const arch = await entry.arch;
+    const { resolved, stamp } = await this.resolve('kernel', name);
+    const arch = await this.architectures.get(resolved.path, () => readPe(resolved.path).then((pe) => pe.arch, () => null), stamp);
     if (arch === null) throw new BaseArtifactError('kernel', `"${name}" is not an EFI-bootable kernel (no PE header)`);
     if (arch !== architecture) {
       throw new BaseArtifactError('kernel', `"${name}" is an ${arch} kernel but architecture is "${architecture}"`);
@@ -51,18 +49,13 @@ export class BaseArtifactCatalog {
     return (await this.resolve('initramfs', name)).resolved;
   }
 
-  private async resolve(field: 'kernel' | 'initramfs', name: string): Promise<{ resolved: ResolvedBase; entry: CacheEntry }> {
+  private async resolve(field: 'kernel' | 'initramfs', name: string): Promise<{ resolved: ResolvedBase; stamp: string }> {
     // Names were validated as plain file names; the join can not leave the directory.
     const file = path.join(this.dir, name);
     const st = await fs.stat(file).catch(() => null);
     if (!st || !st.isFile()) throw new BaseArtifactError(field, `no base artifact named "${name}" in the base artifacts directory`);
     const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    let entry = this.cache.get(file);
-    if (!entry || entry.stamp !== stamp) {
-      entry = { stamp, sha256: digestFile(file).then((d) => d.sha256) };
-      this.cache.set(file, entry);
-      entry.sha256.catch(() => this.cache.delete(file));
-    }
-    return { resolved: { path: file, sha256: await entry.sha256, size: st.size }, entry };
+    const sha256 = await this.digests.get(file, () => digestFile(file).then((d) => d.sha256), stamp);
+    return { resolved: { path: file, sha256 }, stamp };
   }
 }
