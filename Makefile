@@ -63,14 +63,16 @@ run: deps build
 	@[ -e $(OUT)/vmlinuz-amd64 ] && [ -e $(OUT)/initramfs-amd64.img ] || $(MAKE) base-artifacts
 	node dist/cli.js serve $(RUN_ARGS)
 
-# vitest's own summary is followed by one plain "N passed, N failed" line for CI.
+# vitest's own summary is followed by one plain "N passed, N failed, N skipped" line for CI; a skipped
+# test fails the run, and a missing base artifact, package or root fails the file that needs it.
 VITEST = node scripts/run-vitest.mjs
 
 test: deps build base-artifacts
 	npm run typecheck
 	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e test/lab test/orchestrator
 
-test-unit: node
+# Unit and API tests read the kernels and tiny images and build with the host tools (make deps).
+test-unit: node base-artifacts-tiny
 	$(VITEST) test/unit test/api
 
 test-e2e: deps node base-artifacts
@@ -82,6 +84,7 @@ test-lab: deps build base-artifacts
 test-orchestrator: deps build base-artifacts
 	$(VITEST) test/orchestrator
 
+# As root: the disk-full tests mount a tmpfs, the cpio round trip restores owners.
 test-reliability: deps node base-artifacts-tiny
 	UOD_TEST_LABEL=reliability $(VITEST) test/reliability
 

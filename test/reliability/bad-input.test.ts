@@ -6,12 +6,13 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { assertMatchesSpec } from '../support/openapi.js';
-import { api, b64, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
+import { api, b64, tinyRequest, waitForBuild } from '../support/service.js';
 import { diffSnapshots, makeBaseDir, removeTempRoots, snapshotTree, tempRoot } from './fixtures.js';
 import { rawRequest, type RawRequest } from './raw-http.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 
 // Small limits keep the oversized cases cheap; they are the service's own flags, not test-only switches.
 const MAX_BODY = 256 * 1024;
@@ -258,7 +259,7 @@ const CASES: Case[] = [
   badRange((size) => `bytes=${size}-`, /^Range: range starts at \d+, beyond the \d+-byte file/),
 ];
 
-describe.skipIf(!ready)('bad-input corpus', () => {
+describe('bad-input corpus', () => {
   let root: string;
   let dataDir: string;
   let svc: ServiceProcess;

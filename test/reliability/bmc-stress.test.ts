@@ -8,20 +8,19 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
+import { requireBaseArtifacts, requireFile, requireTool } from '../support/prerequisites.js';
+import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot, until } from './fixtures.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount, VirtualMedia, VirtualMediaError } from './virtual-bmc.js';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 const run = promisify(execFile);
 
-function onPath(tool: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => fs.existsSync(path.join(dir, tool)));
-}
-const haveQemuCurl = onPath('qemu-img') && onPath('qemu-io') && fs.existsSync('/usr/lib/x86_64-linux-gnu/qemu/block-curl.so');
-if (!haveQemuCurl && process.env.CI === 'true') throw new Error('qemu-utils and qemu-block-extra are in packages.apt but not installed');
+requireTool('qemu-img', 'qemu-utils');
+requireTool('qemu-io', 'qemu-utils');
+requireFile('/usr/lib/x86_64-linux-gnu/qemu/block-curl.so', 'qemu-block-extra');
 
 const MOUNTS = 20;
 const READS_PER_MOUNT = 3000;
@@ -107,7 +106,7 @@ async function sampledThroughput(url: string, size: number): Promise<number> {
   return median(samples);
 }
 
-describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
+describe('BMC virtual media against the artifact server', () => {
   let release: () => void = () => {};
   let svc: ServiceProcess;
   let root: string;
@@ -149,7 +148,7 @@ describe.skipIf(!ready)('BMC virtual media against the artifact server', () => {
     await media.unmount();
   });
 
-  test.skipIf(!haveQemuCurl)("QEMU's curl block driver mounts the ISO and reads exactly the file on disk", async () => {
+  test("QEMU's curl block driver mounts the ISO and reads exactly the file on disk", async () => {
     const spec = (url: string) => `json:${JSON.stringify({ 'file.driver': 'http', 'file.url': url })}`;
     const info = JSON.parse((await run('qemu-img', ['info', '--output=json', spec(isoUrl)], { timeout: 60_000 })).stdout);
     expect(info['virtual-size']).toBe(iso.length);

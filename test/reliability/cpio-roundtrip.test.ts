@@ -7,10 +7,10 @@ import { describe, expect, test } from 'vitest';
 import { encodeNewc, type CpioEntry } from '../../src/image/cpio.js';
 import { buildOverlay, type OverlayDirOverride, type OverlayFile } from '../../src/image/overlay.js';
 import { extract, type ExtractedEntry } from '../support/gnu-cpio.js';
+import { requireRoot } from '../support/prerequisites.js';
 import { seededRandom } from './fixtures.js';
 
-const runningAsRoot = process.getuid?.() === 0;
-if (!runningAsRoot && process.env.CI === 'true') throw new Error('the cpio round trip restores owners and must run as root');
+requireRoot('the cpio round trip restores owners');
 
 // Characters that break naive writers: multi-byte UTF-8 (2, 3 and 4 bytes), shell and glob
 // metacharacters, whitespace including newline, backslash, quotes, a leading dash.
@@ -77,7 +77,7 @@ function differences(expected: Map<string, ExtractedEntry>, got: Map<string, Ext
     }
     if (have.type !== want.type) out.push(`${show(name)}: ${have.type}, expected ${want.type}`);
     if (want.type !== 'symlink' && have.mode !== want.mode) out.push(`${show(name)}: mode ${have.mode.toString(8)}, expected ${want.mode.toString(8)}`);
-    if (runningAsRoot && (have.uid !== want.uid || have.gid !== want.gid)) out.push(`${show(name)}: owner ${have.uid}:${have.gid}, expected ${want.uid}:${want.gid}`);
+    if (have.uid !== want.uid || have.gid !== want.gid) out.push(`${show(name)}: owner ${have.uid}:${have.gid}, expected ${want.uid}:${want.gid}`);
     if (want.type === 'file' && !have.content?.equals(want.content as Buffer)) out.push(`${show(name)}: content differs (${have.content?.length} vs ${want.content?.length} bytes)`);
     if (want.type === 'symlink' && have.linkTarget !== want.linkTarget) out.push(`${show(name)}: -> ${show(have.linkTarget ?? '')}, expected ${show(want.linkTarget ?? '')}`);
   }

@@ -6,12 +6,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { computeBuildId } from '../../src/builds/build-id.js';
 import { normalizeBuildRequest } from '../../src/builds/request.js';
-import { api, b64, haveBaseArtifacts, tinyRequest } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
+import { api, b64, tinyRequest } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { isConnectionError, makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot, until } from './fixtures.js';
 import { stopAllServices, spawnService, startService, type ServiceProcess } from '../support/service-process.mjs';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 
 const BUILDS = 20;
 const ROUNDS = 10;
@@ -48,7 +49,7 @@ function requestFor(i: number): Record<string, unknown> {
   });
 }
 
-describe.skipIf(!ready)(`crash safety: ${BUILDS} builds, SIGKILL at random moments, ${ROUNDS} restarts (seed ${SEED})`, () => {
+describe(`crash safety: ${BUILDS} builds, SIGKILL at random moments, ${ROUNDS} restarts (seed ${SEED})`, () => {
   let release: () => void = () => {};
   let root: string;
   let base: string;

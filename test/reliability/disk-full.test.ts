@@ -6,15 +6,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { assertMatchesSpec } from '../support/openapi.js';
-import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
+import { requireBaseArtifacts, requireRoot } from '../support/prerequisites.js';
+import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
 import { makeBaseDir, removeTempRoots, seededRandom, sha256, tempRoot, until } from './fixtures.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount } from './virtual-bmc.js';
 
-const ready = haveBaseArtifacts();
-const runningAsRoot = process.getuid?.() === 0;
-if (!runningAsRoot && process.env.CI === 'true') throw new Error('the disk-full tests mount a tmpfs and must run as root');
+requireBaseArtifacts();
+requireRoot('the disk-full tests mount a tmpfs');
 
 const NO_SPACE = /ENOSPC|no space left on device/i;
 const SIZE = 40 * 1024 * 1024;
@@ -64,7 +64,7 @@ function unaccounted(mount: string): number {
   return used - files;
 }
 
-describe.skipIf(!ready || !runningAsRoot)('disk full: the data directory on a 40 MiB tmpfs', () => {
+describe('disk full: the data directory on a 40 MiB tmpfs', () => {
   let release: () => void = () => {};
   let root: string;
   let mount: string;

@@ -1,27 +1,21 @@
 // Runs the real service for tests: either in-process (fast, for API tests) or as a child process of the
 // built CLI (for restarts, SIGKILL and start-up behaviour; service-process.mjs). Both listen on real sockets.
-import fs from 'node:fs';
-import path from 'node:path';
 import pino from 'pino';
 import { request as undiciRequest, Agent } from 'undici';
 import { loadConfig } from '../../src/config.js';
 import { startService as startInProcessService, type RunningService } from '../../src/service.js';
+import { requireBaseArtifacts } from './prerequisites.js';
 import { BASE_ARTIFACTS, serviceTempDir, startService, type ServiceProcess } from './service-process.mjs';
 
 export { BASE_ARTIFACTS, CLI, REPO } from './service-process.mjs';
 
 /**
- * True when the base artifacts a test needs have been made (`make base-artifacts`). Outside CI a
- * missing artifact skips the test; in CI (CI=true) it is an error, so a broken artifact build can
- * never turn the suite into a green run of skipped tests.
+ * @deprecated requireBaseArtifacts (prerequisites.ts): it throws, naming what to run, when an artifact
+ * is missing; this returns true otherwise, for files that still write `skipIf(!ready)`.
  */
-export function haveBaseArtifacts(...names: string[]): boolean {
-  const wanted = names.length ? names : ['vmlinuz-amd64', 'initramfs-tiny-amd64.img'];
-  const missing = wanted.filter((n) => !fs.existsSync(path.join(BASE_ARTIFACTS, n)));
-  if (missing.length && process.env.CI === 'true') {
-    throw new Error(`base artifacts missing in CI: ${missing.join(', ')} (make base-artifacts)`);
-  }
-  return missing.length === 0;
+export function haveBaseArtifacts(...names: string[]): true {
+  requireBaseArtifacts(...names);
+  return true;
 }
 
 /** A fresh directory under the OS temp dir, removed when the test process exits. */
