@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Runs vitest on the given paths and ends with one plain summary line ("vitest: N passed, N failed,
-// N skipped") that CI systems read; exits non-zero when anything failed or nothing ran. The JSON report
-// is kept as test-results/vitest-<label>.json (label from UOD_TEST_LABEL) for scripts/test-summary.mjs.
+// N skipped", prefixed with "FAILED:" when the run is not good) that CI systems read; exits non-zero
+// when anything failed, anything was skipped, or nothing ran. The JSON report is kept as
+// test-results/vitest-<label>.json (label from UOD_TEST_LABEL) for scripts/test-summary.mjs.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { good, readReport, summary } from './vitest-report.mjs';
 
 const report = path.resolve(`test-results/vitest-${process.env.UOD_TEST_LABEL ?? 'run'}.json`);
 fs.mkdirSync(path.dirname(report), { recursive: true });
@@ -14,14 +16,7 @@ const run = spawnSync(process.execPath, [vitest, 'run', '--reporter=default', '-
   stdio: 'inherit',
 });
 
-let passed = 0, failed = 0, skipped = 0;
-if (fs.existsSync(report)) {
-  const r = JSON.parse(fs.readFileSync(report, 'utf8'));
-  passed = r.numPassedTests ?? 0;
-  failed = (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0);
-  skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-} else {
-  failed = 1;
-}
-console.log(`vitest: ${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(run.status !== 0 || failed > 0 || passed === 0 ? 1 : 0);
+const counts = readReport(report);
+if (run.status !== 0 && counts.failed === 0) counts.failed = 1; // vitest failed outside any test (e.g. its global setup)
+console.log(summary('vitest', counts));
+process.exit(good(counts) ? 0 : 1);
