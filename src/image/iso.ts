@@ -6,6 +6,7 @@
 // placeholder (iso-splice.ts), and templates are reused across builds (see templateFor).
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PromiseCache } from '../concurrency/promise-cache.js';
 import { digestFile } from './file-digest.js';
 import { IsoLayoutError, spliceFile } from './iso-splice.js';
 import type { Architecture } from './architecture.js';
@@ -178,7 +179,8 @@ interface ReusableTemplate {
   idBytes: Array<[number, number]>;
 }
 
-const templateCache = new Map<string, Promise<ReusableTemplate | null>>();
+// By architecture and id length; a failure or a template that cannot be reused is not kept.
+const templateCache = new PromiseCache<string, ReusableTemplate | null>((template) => template !== null);
 const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_';
 
 async function reusableTemplate(arch: Architecture, length: number, workDir: string): Promise<ReusableTemplate | null> {
@@ -203,14 +205,7 @@ async function reusableTemplate(arch: Architecture, length: number, workDir: str
 export async function templateFor(arch: Architecture, volumeId: string, workDir: string, signal?: AbortSignal): Promise<Buffer> {
   const id = isoVolumeId(volumeId);
   if (id.length <= ID_CHARS.length) {
-    const key = `${arch}:${id.length}`;
-    let cached = templateCache.get(key);
-    if (cached === undefined) {
-      cached = reusableTemplate(arch, id.length, workDir);
-      templateCache.set(key, cached);
-      cached.then((t) => t === null && templateCache.delete(key), () => templateCache.delete(key));
-    }
-    const template = await cached.catch(() => null);
+    const template = await templateCache.get(`${arch}:${id.length}`, () => reusableTemplate(arch, id.length, workDir)).catch(() => null);
     signal?.throwIfAborted();
     if (template !== null) {
       const image = Buffer.from(template.image);
