@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Builds the tiny busybox initramfs that the fast end-to-end tests boot:
 # <outdir>/initramfs-tiny-<arch>.img (gzip newc cpio, reproducible: sorted, mtime 0, uid/gid 0).
 #
@@ -7,7 +7,11 @@
 # Contents: static busybox for <arch>, /init (this directory's `init`), the udhcpc hook, and
 # virtio-net with its dependencies taken from the Debian kernel that fetch-kernel.sh extracts
 # (run here, so <outdir>/vmlinuz-<arch> is produced too). What /init prints is documented in `init`.
-set -eu
+#
+# pipefail: a failing stage of a pipeline (fetch-kernel.sh, find, cpio) fails the build instead of
+# shipping what the last stage made of its truncated output. So no pipeline here stops reading early
+# (as `head -n 1` does): the stage before it would die of SIGPIPE and fail the build.
+set -euo pipefail
 
 usage() { echo "usage: $0 <amd64|arm64> <outdir> <workdir>" >&2; exit 2; }
 [ $# -eq 3 ] || usage
@@ -64,7 +68,7 @@ install -m 0755 "$here/udhcpc.script" "$root/etc/udhcpc.script"
 # Module names use '_', file names sometimes '-'.
 find_module() {
     alt=$(echo "$1" | tr _ -)
-    find "$modules/kernel" \( -name "$1.ko" -o -name "$1.ko.*" -o -name "$alt.ko" -o -name "$alt.ko.*" \) | head -n 1
+    find "$modules/kernel" \( -name "$1.ko" -o -name "$1.ko.*" -o -name "$alt.ko" -o -name "$alt.ko.*" \) -print -quit
 }
 is_builtin() {
     alt=$(echo "$1" | tr _ -)
@@ -74,7 +78,7 @@ seen=
 order=
 # Stages one module (decompressed: busybox insmod may not read .xz/.zst) after its dependencies.
 add_module() {
-    local name file dep
+    local name file dep deps
     name=$1
     case " $seen " in *" $name "*) return 0 ;; esac
     seen="$seen $name"
@@ -92,7 +96,8 @@ add_module() {
     esac > "$root/lib/modules/$name.ko"
     check_elf "$root/lib/modules/$name.ko"
     # .modinfo holds NUL-separated key=value strings, one of them depends=a,b,c.
-    for dep in $(tr '\0' '\n' < "$root/lib/modules/$name.ko" | sed -n 's/^depends=//p' | head -n 1 | tr , ' '); do
+    deps=$(tr '\0' '\n' < "$root/lib/modules/$name.ko" | sed -n '0,/^depends=/s/^depends=//p' | tr , ' ')
+    for dep in $deps; do
         add_module "$dep"
     done
     order="$order $name"
@@ -112,6 +117,7 @@ chmod 1777 "$root/tmp"
 chmod 0644 "$root/etc/uod-modules" "$root/lib/modules/"*.ko
 find "$root" -exec touch -h -d @0 {} +
 
+trap 'rm -f "$out.tmp"' EXIT
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
     cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n > "$out.tmp"
 mv "$out.tmp" "$out"
