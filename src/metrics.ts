@@ -1,12 +1,9 @@
-// Prometheus metrics in the text exposition format. Counters and the build-duration histogram are
-// kept here; gauges (builds by state, queue depth, checkins) are read from their owners at scrape time.
+// Prometheus metrics with prom-client, on a registry owned by each Metrics instance (never the global
+// one): the service's counters and build-duration histogram, gauges read from their owners at scrape
+// time, and prom-client's default Node process metrics (memory, CPU, event-loop lag, GC, handles).
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 const DURATION_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
-
-function labels(obj: Record<string, string | number>): string {
-  const parts = Object.entries(obj).map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-}
 
 export interface GaugeSources {
   buildsByState(): Record<string, number>;
@@ -15,69 +12,121 @@ export interface GaugeSources {
   checkins(): number;
 }
 
+/** Increments of one label set not yet added to its prom-client counter. */
+interface PendingCell {
+  labels: Record<string, string>;
+  pending: number;
+}
+
+/**
+ * A prom-client counter fed from plain number cells. Counting happens on every artifact response and
+ * every chunk written; prom-client's `inc` builds a label-hash string on every call, even through a
+ * cached child (an order of magnitude more than a cached cell's `+=` in a micro-benchmark). So callers
+ * keep one cell per label set and add to it, and the cells are added to the counter when it is
+ * collected.
+ */
+class BatchedCounter {
+  private readonly cells: PendingCell[] = [];
+
+  constructor(name: string, help: string, labelNames: string[], registry: Registry) {
+    const cells = this.cells;
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        for (const cell of cells) {
+          if (cell.pending === 0) continue;
+          this.inc(cell.labels, cell.pending);
+          cell.pending = 0;
+        }
+      },
+    });
+  }
+
+  /** A new cell for one label set; the caller caches it. */
+  cell(labels: Record<string, string>): PendingCell {
+    const cell = { labels, pending: 0 };
+    this.cells.push(cell);
+    return cell;
+  }
+}
+
 export class Metrics {
-  private readonly httpRequests = new Map<string, number>();
-  private readonly artifactBytes = new Map<string, number>();
-  private readonly durationCounts = new Map<string, number[]>();
-  private readonly durationSums = new Map<string, number>();
+  /** Text format 0.0.4, as `render()` writes it. */
+  readonly contentType: string;
+  private readonly registry = new Registry();
+  private readonly duration: Histogram<'result'>;
+  private readonly httpRequests: BatchedCounter;
+  private readonly artifactBytes: BatchedCounter;
+  /** route → method → status → cell: no string is built per request. */
+  private readonly requestCells = new Map<string, Map<string, Map<number, PendingCell>>>();
+  private readonly byteCells = new Map<string, PendingCell>();
   private sources: GaugeSources | null = null;
 
+  constructor() {
+    this.contentType = this.registry.contentType;
+    this.duration = new Histogram({
+      name: 'uod_build_duration_seconds',
+      help: 'Wall time of finished builds.',
+      labelNames: ['result'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    });
+    this.artifactBytes = new BatchedCounter('uod_artifact_bytes_served_total', 'Artifact body bytes written to clients.', ['file'], this.registry);
+    this.httpRequests = new BatchedCounter('uod_http_requests_total', 'HTTP requests answered, by route and status.', ['method', 'route', 'status'], this.registry);
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Registers the gauges, read from their owners at every scrape. Call once. */
   setSources(sources: GaugeSources): void {
+    if (this.sources) throw new Error('metrics sources are already set');
     this.sources = sources;
+    const registers = [this.registry];
+    new Gauge({
+      name: 'uod_builds',
+      help: 'Builds known to the service, by state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(sources.buildsByState())) this.set({ state }, n);
+      },
+    });
+    const scalar = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers, collect() { this.set(read()); } });
+    scalar('uod_build_queue_depth', 'Builds waiting for a build slot.', () => sources.queueDepth());
+    scalar('uod_builds_running', 'Builds executing now.', () => sources.buildsRunning());
+    scalar('uod_checkins', 'Registered checkin ids.', () => sources.checkins());
   }
 
   countRequest(method: string, route: string, status: number): void {
-    const key = `${method}\u0000${route}\u0000${status}`;
-    this.httpRequests.set(key, (this.httpRequests.get(key) ?? 0) + 1);
+    let byMethod = this.requestCells.get(route);
+    if (!byMethod) this.requestCells.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+    let cell = byStatus.get(status);
+    if (!cell) byStatus.set(status, (cell = this.httpRequests.cell({ method, route, status: String(status) })));
+    cell.pending++;
   }
 
   countArtifactBytes(file: string, bytes: number): void {
-    this.artifactBytes.set(file, (this.artifactBytes.get(file) ?? 0) + bytes);
+    let cell = this.byteCells.get(file);
+    if (!cell) this.byteCells.set(file, (cell = this.artifactBytes.cell({ file })));
+    cell.pending += bytes;
   }
 
   observeBuild(result: 'completed' | 'failed', seconds: number): void {
-    const counts = this.durationCounts.get(result) ?? new Array(DURATION_BUCKETS.length + 1).fill(0);
-    const idx = DURATION_BUCKETS.findIndex((b) => seconds <= b);
-    counts[idx === -1 ? DURATION_BUCKETS.length : idx]++;
-    this.durationCounts.set(result, counts);
-    this.durationSums.set(result, (this.durationSums.get(result) ?? 0) + seconds);
+    this.duration.observe({ result }, seconds);
   }
 
-  render(): string {
-    const out: string[] = [];
-    const s = this.sources;
-    if (s) {
-      out.push('# HELP uod_builds Builds known to the service, by state.', '# TYPE uod_builds gauge');
-      for (const [state, n] of Object.entries(s.buildsByState())) out.push(`uod_builds${labels({ state })} ${n}`);
-      out.push('# HELP uod_build_queue_depth Builds waiting for a build slot.', '# TYPE uod_build_queue_depth gauge');
-      out.push(`uod_build_queue_depth ${s.queueDepth()}`);
-      out.push('# HELP uod_builds_running Builds executing now.', '# TYPE uod_builds_running gauge');
-      out.push(`uod_builds_running ${s.buildsRunning()}`);
-      out.push('# HELP uod_checkins Registered checkin ids.', '# TYPE uod_checkins gauge');
-      out.push(`uod_checkins ${s.checkins()}`);
-    }
-
-    out.push('# HELP uod_build_duration_seconds Wall time of finished builds.', '# TYPE uod_build_duration_seconds histogram');
-    for (const [result, counts] of this.durationCounts) {
-      let cumulative = 0;
-      DURATION_BUCKETS.forEach((b, i) => {
-        cumulative += counts[i] as number;
-        out.push(`uod_build_duration_seconds_bucket${labels({ result, le: b })} ${cumulative}`);
-      });
-      cumulative += counts[DURATION_BUCKETS.length] as number;
-      out.push(`uod_build_duration_seconds_bucket${labels({ result, le: '+Inf' })} ${cumulative}`);
-      out.push(`uod_build_duration_seconds_sum${labels({ result })} ${this.durationSums.get(result) ?? 0}`);
-      out.push(`uod_build_duration_seconds_count${labels({ result })} ${cumulative}`);
-    }
-
-    out.push('# HELP uod_artifact_bytes_served_total Artifact body bytes written to clients.', '# TYPE uod_artifact_bytes_served_total counter');
-    for (const [file, n] of this.artifactBytes) out.push(`uod_artifact_bytes_served_total${labels({ file })} ${n}`);
-
-    out.push('# HELP uod_http_requests_total HTTP requests answered, by route and status.', '# TYPE uod_http_requests_total counter');
-    for (const [key, n] of this.httpRequests) {
-      const [method, route, status] = key.split('\u0000') as [string, string, string];
-      out.push(`uod_http_requests_total${labels({ method, route, status })} ${n}`);
-    }
-    return out.join('\n') + '\n';
+  /**
+   * The exposition text (format 0.0.4, see `contentType`). prom-client separates families with an
+   * empty line; the format allows it, but the service has always written one line per sample or
+   * comment (and openapi.yaml says so), so empty lines are dropped.
+   */
+  async render(): Promise<string> {
+    return (await this.registry.metrics()).replace(/\n\n+/g, '\n');
   }
 }
