@@ -1,38 +1,17 @@
 // The build registry: one record per build id, its state machine (pending → running → completed |
-// failed), singleflight deduplication, persistence next to the artifacts, atomic publishing, and the
-// reload of all of it at start-up.
-import fs from 'node:fs/promises';
-import path from 'node:path';
+// failed), singleflight deduplication, and the reload of unfinished builds at start-up. What is on
+// disk, and how, is the BuildStore's.
 import type { Logger } from 'pino';
 import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
-import { isAtomicTemp, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
+import type { ArtifactKind } from '../image/artifacts.js';
 import { StorageError } from '../storage/errors.js';
-import { BUILD_ID, computeBuildId } from './build-id.js';
-import { ARTIFACT_FILES, type ArtifactKind } from '../image/artifacts.js';
+import { FileBuildStore, type BuildRecord, type BuildState, type BuildStore } from './build-store.js';
+import { computeBuildId } from './build-id.js';
 import type { BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
 import type { NormalizedBuildRequest } from './request.js';
 
-export type BuildState = 'pending' | 'running' | 'completed' | 'failed';
-
-export interface PublishedArtifact {
-  file: string;
-  size: number;
-  sha256: string;
-}
-
-export interface BuildRecord {
-  id: string;
-  state: BuildState;
-  createdAt: string;
-  startedAt?: string;
-  completedAt?: string;
-  error?: string;
-  request: NormalizedBuildRequest;
-  bases: { kernelSha256: string; initramfsSha256: string };
-  artifacts?: Record<ArtifactKind, PublishedArtifact>;
-}
-
+export type { BuildRecord, BuildState } from './build-store.js';
 
 export interface BuildObserver {
   finished(state: 'completed' | 'failed', seconds: number): void;
@@ -47,17 +26,13 @@ interface Entry {
   deleting?: Promise<void>;
 }
 
-const RECORD_FILE = 'build.json';
-
 export class BuildRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly removedListeners: Array<(id: string) => void> = [];
-  readonly buildsDir: string;
-  readonly tmpDir: string;
+  private readonly store: BuildStore;
 
   constructor(
-    private readonly deps: {
-      dataDir: string;
+    private readonly deps: ({ store: BuildStore } | { dataDir: string }) & {
       catalog: BaseArtifactCatalog;
       queue: BuildQueue;
       pipeline: BuildPipeline;
@@ -65,8 +40,7 @@ export class BuildRegistry {
       observer?: BuildObserver;
     },
   ) {
-    this.buildsDir = path.join(deps.dataDir, 'builds');
-    this.tmpDir = path.join(deps.dataDir, 'tmp');
+    this.store = 'store' in deps ? deps.store : new FileBuildStore(deps.dataDir, deps.logger);
   }
 
   /** Called with the id whenever a build's files leave the disk (delete, purge, re-run). */
@@ -89,7 +63,7 @@ export class BuildRegistry {
   }
 
   artifactPath(id: string, kind: ArtifactKind): string {
-    return path.join(this.buildsDir, id, ARTIFACT_FILES[kind]);
+    return this.store.artifactPath(id, kind);
   }
 
   /**
@@ -123,7 +97,7 @@ export class BuildRegistry {
     const ticket = this.deps.queue.reserve();
     const record: BuildRecord = { id, state: 'pending', createdAt: new Date().toISOString(), request, bases };
     const previous = this.entries.get(id);
-    const entry: Entry = { record, persisted: this.persist(record) };
+    const entry: Entry = { record, persisted: this.store.write(record) };
     this.entries.set(id, entry);
     try {
       await entry.persisted;
@@ -136,7 +110,7 @@ export class BuildRegistry {
           this.entries.set(id, previous);
         } else {
           this.entries.delete(id);
-          await fs.rm(path.join(this.buildsDir, id), { recursive: true, force: true }).catch(() => {});
+          await this.store.remove(id).catch(() => {});
         }
       }
       throw new StorageError(`cannot record the build: ${(err as Error).message}`);
@@ -154,7 +128,7 @@ export class BuildRegistry {
       await entry.run?.catch(() => {});
       await entry.persisted.catch(() => {});
       this.notifyRemoved(id);
-      await fs.rm(path.join(this.buildsDir, id), { recursive: true, force: true });
+      await this.store.remove(id);
       this.entries.delete(id);
       this.deps.logger.info({ buildId: id }, 'build deleted');
     })();
@@ -169,34 +143,20 @@ export class BuildRegistry {
   /** Reloads every record, re-queues unfinished builds and clears scratch space. Call once, before listening. */
   async load(): Promise<void> {
     const { logger } = this.deps;
-    await fs.rm(this.tmpDir, { recursive: true, force: true });
-    await fs.mkdir(this.tmpDir, { recursive: true });
-    await fs.mkdir(this.buildsDir, { recursive: true });
-
-    for (const name of await fs.readdir(this.buildsDir)) {
-      const dir = path.join(this.buildsDir, name);
-      if (!BUILD_ID.test(name)) continue;
-      const record = await readRecord(path.join(dir, RECORD_FILE));
-      if (!record || record.id !== name) {
-        logger.warn({ buildId: name }, 'discarding build directory without a valid record');
-        await fs.rm(dir, { recursive: true, force: true });
-        continue;
-      }
-      for (const f of await fs.readdir(dir)) if (isAtomicTemp(f)) await fs.rm(path.join(dir, f), { force: true });
-
+    for (const { record, artifactsIntact } of await this.store.readAll()) {
       let requeue = record.state === 'pending' || record.state === 'running';
-      if (record.state === 'completed' && !(await this.artifactsIntact(record))) {
-        logger.warn({ buildId: name }, 'completed build is missing artifacts; building again');
+      if (record.state === 'completed' && !artifactsIntact) {
+        logger.warn({ buildId: record.id }, 'completed build is missing artifacts; building again');
         requeue = true;
       }
       if (requeue) {
         const fresh: BuildRecord = { id: record.id, state: 'pending', createdAt: record.createdAt, request: record.request, bases: record.bases };
-        const entry: Entry = { record: fresh, persisted: this.persist(fresh) };
-        this.entries.set(name, entry);
+        const entry: Entry = { record: fresh, persisted: this.store.write(fresh) };
+        this.entries.set(record.id, entry);
         await entry.persisted;
         this.deps.queue.enqueue(() => this.runEntry(entry));
       } else {
-        this.entries.set(name, { record, persisted: Promise.resolve() });
+        this.entries.set(record.id, { record, persisted: Promise.resolve() });
       }
     }
     logger.info({ builds: this.entries.size }, 'build records loaded');
@@ -209,20 +169,6 @@ export class BuildRegistry {
       return e.run?.catch(() => {});
     });
     await Promise.all(runs);
-  }
-
-  private async artifactsIntact(record: BuildRecord): Promise<boolean> {
-    if (!record.artifacts) return false;
-    for (const kind of Object.keys(ARTIFACT_FILES) as ArtifactKind[]) {
-      const st = await fs.stat(this.artifactPath(record.id, kind)).catch(() => null);
-      if (!st || st.size !== record.artifacts[kind].size) return false;
-    }
-    return true;
-  }
-
-  private persist(record: BuildRecord): Promise<void> {
-    const dir = path.join(this.buildsDir, record.id);
-    return fs.mkdir(dir, { recursive: true }).then(() => writeFileAtomic(path.join(dir, RECORD_FILE), JSON.stringify(record)));
   }
 
   private notifyRemoved(id: string): void {
@@ -242,13 +188,13 @@ export class BuildRegistry {
     const started = Date.now();
     const running: BuildRecord = { ...entry.record, state: 'running', startedAt: new Date(started).toISOString() };
     entry.record = running;
-    entry.persisted = this.persist(running);
+    entry.persisted = this.store.write(running);
     logger.info({ buildId: id }, 'build started');
 
     let workDir: string | null = null;
     try {
       await entry.persisted;
-      workDir = await fs.mkdtemp(path.join(this.tmpDir, `${id.slice(0, 16)}-`));
+      workDir = await this.store.createWorkDir(id);
       const { request, bases } = running;
       const [kernel, initramfs] = await Promise.all([
         catalog.resolveKernel(request.kernel, request.architecture),
@@ -261,18 +207,10 @@ export class BuildRegistry {
       signal.throwIfAborted();
 
       // Publish: make the bytes durable, then move them into place; the record flips to completed last.
-      const dir = path.join(this.buildsDir, id);
-      const artifacts = {} as Record<ArtifactKind, PublishedArtifact>;
-      for (const kind of Object.keys(ARTIFACT_FILES) as ArtifactKind[]) {
-        const handle = await fs.open(produced[kind].path, 'r');
-        await handle.sync().finally(() => handle.close());
-        await fs.rename(produced[kind].path, this.artifactPath(id, kind));
-        artifacts[kind] = { file: ARTIFACT_FILES[kind], size: produced[kind].size, sha256: produced[kind].sha256 };
-      }
-      await syncDir(dir);
+      const artifacts = await this.store.publish(id, produced);
       signal.throwIfAborted();
       const completed: BuildRecord = { ...running, state: 'completed', completedAt: new Date().toISOString(), artifacts };
-      await this.persist(completed);
+      await this.store.write(completed);
       entry.record = completed;
       entry.persisted = Promise.resolve();
       observer?.finished('completed', (Date.now() - started) / 1000);
@@ -288,25 +226,12 @@ export class BuildRegistry {
       entry.record = failed;
       // Nothing of a failed build stays reachable; the record explains why.
       this.notifyRemoved(id);
-      await Promise.all(
-        (Object.keys(ARTIFACT_FILES) as ArtifactKind[]).map((k) => fs.rm(this.artifactPath(id, k), { force: true })),
-      );
-      entry.persisted = this.persist(failed).catch((e) => logger.error({ buildId: id, err: e }, 'cannot record build failure'));
+      await this.store.removeArtifacts(id);
+      entry.persisted = this.store.write(failed).catch((e) => logger.error({ buildId: id, err: e }, 'cannot record build failure'));
       observer?.finished('failed', (Date.now() - started) / 1000);
       logger.warn({ buildId: id, error: message }, 'build failed');
     } finally {
-      if (workDir) await fs.rm(workDir, { recursive: true, force: true });
+      if (workDir) await this.store.removeWorkDir(workDir);
     }
-  }
-}
-
-async function readRecord(file: string): Promise<BuildRecord | null> {
-  try {
-    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as BuildRecord;
-    const states: BuildState[] = ['pending', 'running', 'completed', 'failed'];
-    if (typeof parsed.id !== 'string' || !states.includes(parsed.state) || typeof parsed.request !== 'object' || !parsed.bases) return null;
-    return parsed;
-  } catch {
-    return null;
   }
 }

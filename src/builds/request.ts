@@ -129,6 +129,33 @@ export interface NormalizedBuildRequest {
 
 export class RequestError extends Error {}
 
+const storedMode = z.number().int().min(0).max(0o7777);
+const storedOwner = z.number().int().min(0).max(MAX_UID);
+
+/** The normalized form as it is read back from a build record: every field present, nothing else. */
+export const normalizedBuildRequestSchema: z.ZodType<NormalizedBuildRequest> = z.strictObject({
+  kernel: baseName,
+  initramfs: baseName,
+  cmdline: z.string(),
+  architecture: z.enum(ARCHITECTURES),
+  files: z.array(
+    z.strictObject({
+      path: overlayPath,
+      type: z.enum(['file', 'symlink']),
+      contentBase64: z.string().optional(),
+      linkTarget: z.string().optional(),
+      mode: storedMode,
+      uid: storedOwner,
+      gid: storedOwner,
+      dirMode: storedMode,
+      dirUid: storedOwner,
+      dirGid: storedOwner,
+    }),
+  ),
+  dirOverrides: z.array(z.strictObject({ path: overlayPath, mode: storedMode, uid: storedOwner, gid: storedOwner })),
+  tlsArtifacts: z.boolean(),
+});
+
 const byPath = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 
 function isStrictBase64(text: string): boolean {
