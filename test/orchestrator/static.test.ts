@@ -98,4 +98,53 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
     expect(twins.out).toMatch(/a and z would both get 192\.0\.2\.77/);
     expect(twins.out).toMatch(/z and a would both get 192\.0\.2\.77/);
   });
+
+  test('the network-config puts the address on the NIC, the bond, or the VLAN on either, all matched by MAC', async () => {
+    const base = { ...hosts[0]!, server_host: '192.0.2.77', server_dns: ['192.0.2.53'] };
+    const macs = ['52:54:00:AA:00:01', '52:54:00:aa:00:02'];
+    const l3 = { addresses: ['192.0.2.77/24'], routes: [{ to: 'default', via: '192.0.2.1' }], nameservers: { addresses: ['192.0.2.53'] } };
+    const slaves = {
+      bond0s0: { match: { macaddress: '52:54:00:aa:00:01' }, 'set-name': 'bond0s0' },
+      bond0s1: { match: { macaddress: '52:54:00:aa:00:02' }, 'set-name': 'bond0s1' },
+    };
+    const activeBackup = { interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: 'active-backup', 'mii-monitor-interval': 100, primary: 'bond0s0' } };
+    const cases: [string, Record<string, unknown>, unknown][] = [
+      ['plain', {}, { version: 2, ethernets: { eth0: { match: { macaddress: '52:54:00:00:00:01' }, ...l3 } } }],
+      ['vlan', { server_vlan: 7 }, {
+        version: 2, ethernets: { eth0: { match: { macaddress: '52:54:00:00:00:01' } } },
+        vlans: { 'eth0.7': { id: 7, link: 'eth0', ...l3 } },
+      }],
+      ['bond', { server_bond_macs: macs }, { version: 2, ethernets: slaves, bonds: { bond0: { ...activeBackup, ...l3 } } }],
+      ['bondvlan', { server_bond_macs: macs, server_vlan: 100 }, {
+        version: 2, ethernets: slaves, bonds: { bond0: activeBackup }, vlans: { 'bond0.100': { id: 100, link: 'bond0', ...l3 } },
+      }],
+      ['lacp', { server_bond_macs: macs, server_bond_mode: '802.3ad' }, {
+        version: 2, ethernets: slaves,
+        bonds: { bond0: { interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: '802.3ad', 'mii-monitor-interval': 100, 'lacp-rate': 'fast', 'transmit-hash-policy': 'layer3+4' }, ...l3 } },
+      }],
+    ];
+    // One host per case, each with its own address (two hosts of one run may not share one).
+    const dir = inventory(cases.map(([name, override], i) => ({ ...base, name, server_host: `192.0.2.${77 + i}`, ...override })));
+    const r = await ipamPlay(dir);
+    expect(r.code, r.out).toBe(0);
+    for (const [i, [name, , expected]] of cases.entries()) {
+      const want = JSON.parse(JSON.stringify(expected).replace('192.0.2.77/24', `192.0.2.${77 + i}/24`));
+      expect(JSON.parse(fs.readFileSync(path.join(dir, `${name}.network-config.json`), 'utf8')), name).toEqual(want);
+    }
+
+    const refusals: Record<string, unknown>[] = [
+      { server_bond_macs: ['52:54:00:aa:00:01'] },
+      { server_bond_macs: ['52:54:00:aa:00:01', 'not-a-mac'] },
+      { server_bond_macs: ['52:54:00:aa:00:01', '52:54:00:AA:00:01'] },
+      { server_vlan: 4095 },
+    ];
+    for (const override of refusals) {
+      const bad = await ipamPlay(inventory([{ ...base, ...override }]));
+      expect(bad.code, JSON.stringify(override)).not.toBe(0);
+      expect(bad.out).toMatch(/a: server_bond_macs must list two or more distinct MAC addresses \(or none\),\s+and server_vlan must be a VLAN id from 1 to 4094/);
+    }
+    const mode = await ipamPlay(inventory([{ ...base, server_bond_macs: macs, server_bond_mode: 'round-robin' }]));
+    expect(mode.code).not.toBe(0);
+    expect(mode.out).toMatch(/server_bond_mode/);
+  });
 });
