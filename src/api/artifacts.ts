@@ -9,6 +9,7 @@ import type { BuildRegistry } from '../builds/registry.js';
 import { ARTIFACT_FILES, type ArtifactKind } from '../builds/pipeline.js';
 import type { Metrics } from '../metrics.js';
 import type { AccessPolicy } from './acl.js';
+import { evaluateConditional, type Representation } from './http-conditional.js';
 
 export const ARTIFACT_ROUTE = '/artifacts/:id/:file';
 const ARTIFACT_PATH = /^\/artifacts\/([0-9a-f]{64})\/(uki\.efi|boot\.iso)$/;
@@ -27,18 +28,15 @@ const giveBack = (buf: Buffer): void => {
   if (bufferPool.length < POOL_LIMIT) bufferPool.push(buf);
 };
 
-interface OpenArtifact {
+interface OpenArtifact extends Representation {
   fd: number;
-  size: number;
-  etag: string;
-  lastModified: string;
-  lastModifiedMs: number;
+  /** The headers of a 200, and the base of a 206's. */
   headers: Record<string, string>;
+  /** The headers of a 304 (RFC 9110 §15.4.5: those a 200 would have carried that describe the representation). */
+  notModifiedHeaders: Record<string, string>;
   users: number;
   retired: boolean;
 }
-
-type ByteRange = { start: number; end: number };
 
 export class ArtifactServer {
   private readonly open = new Map<string, Promise<OpenArtifact | null>>();
@@ -86,8 +84,7 @@ export class ArtifactServer {
           sendJson(res, 404, { message: `no completed build ${id} with ${m[2]}` });
           return status(404);
         }
-        const code = this.respond(req, res, method, artifact, kind);
-        status(code);
+        status(this.respond(req, res, method, artifact, kind));
       },
       (err) => {
         this.deps.logger.error({ err, buildId: id }, 'cannot open artifact');
@@ -98,44 +95,41 @@ export class ArtifactServer {
   }
 
   private respond(req: IncomingMessage, res: ServerResponse, method: string, a: OpenArtifact, kind: ArtifactKind): number {
-    const release = () => this.release(a);
-    const inm = req.headers['if-none-match'];
-    const ims = req.headers['if-modified-since'];
-    if ((inm !== undefined && etagMatches(inm, a.etag)) || (inm === undefined && ims !== undefined && notModifiedSince(ims, a.lastModifiedMs))) {
-      res.writeHead(304, { ETag: a.etag, 'Last-Modified': a.lastModified, 'Cache-Control': a.headers['Cache-Control'] as string });
+    const h = req.headers;
+    const outcome = evaluateConditional(
+      {
+        range: h.range,
+        ifRange: h['if-range'] as string | undefined,
+        ifMatch: h['if-match'],
+        ifNoneMatch: h['if-none-match'],
+        ifModifiedSince: h['if-modified-since'],
+        ifUnmodifiedSince: h['if-unmodified-since'],
+      },
+      a,
+      Date.now(),
+    );
+    if (outcome.status === 304) {
+      res.writeHead(304, a.notModifiedHeaders);
       res.end();
-      release();
-      return 304;
-    }
-
-    let range: ByteRange | null = null;
-    const rangeHeader = req.headers.range;
-    if (rangeHeader !== undefined && ifRangeHolds(req.headers['if-range'] as string | undefined, a)) {
-      const parsed = parseRange(rangeHeader, a.size);
-      if ('error' in parsed) {
-        res.writeHead(416, { 'Content-Range': `bytes */${a.size}`, 'Content-Type': 'application/json', 'Accept-Ranges': 'bytes' });
-        res.end(JSON.stringify({ message: `Range: ${parsed.error}` }));
-        release();
-        return 416;
+    } else if (outcome.status === 412) {
+      sendJson(res, 412, { message: outcome.reason });
+    } else if (outcome.status === 416) {
+      sendJson(res, 416, { message: `Range: ${outcome.reason}` }, { 'Content-Range': `bytes */${a.size}`, 'Accept-Ranges': 'bytes' });
+    } else {
+      const [start, end] = outcome.status === 206 ? [outcome.start, outcome.end] : [0, a.size - 1];
+      const length = a.size === 0 ? 0 : end - start + 1;
+      res.writeHead(
+        outcome.status,
+        outcome.status === 206 ? { ...a.headers, 'Content-Length': String(length), 'Content-Range': `bytes ${start}-${end}/${a.size}` } : a.headers,
+      );
+      if (method === 'GET' && length > 0) {
+        this.stream(res, a, start, length, kind, () => this.release(a));
+        return outcome.status;
       }
-      range = parsed;
-    }
-
-    const start = range ? range.start : 0;
-    const end = range ? range.end : a.size - 1;
-    const length = a.size === 0 ? 0 : end - start + 1;
-    const code = range ? 206 : 200;
-    const headers = range
-      ? { ...a.headers, 'Content-Length': String(length), 'Content-Range': `bytes ${start}-${end}/${a.size}` }
-      : a.headers;
-    res.writeHead(code, headers);
-    if (method === 'HEAD' || length === 0) {
       res.end();
-      release();
-      return code;
     }
-    this.stream(res, a, start, length, kind, release);
-    return code;
+    this.release(a);
+    return outcome.status;
   }
 
   /** Copies [start, start+length) to the response with positional reads, honouring backpressure. */
@@ -192,24 +186,20 @@ export class ArtifactServer {
       const completedAt = new Date(record.completedAt ?? record.createdAt);
       // A raw descriptor, not a FileHandle: a FileHandle closes itself when garbage-collected.
       pending = openFd(this.deps.registry.artifactPath(id, kind)).then((fd) => {
-        const etag = `"${published.sha256}"`;
-        const lastModified = completedAt.toUTCString();
+        const cacheHeaders = {
+          ETag: `"${published.sha256}"`,
+          'Last-Modified': completedAt.toUTCString(),
+          'Cache-Control': 'public, max-age=31536000, immutable',
+        };
         return {
           fd,
           size: published.size,
-          etag,
-          lastModified,
+          etag: cacheHeaders.ETag,
           lastModifiedMs: Math.floor(completedAt.getTime() / 1000) * 1000,
+          headers: { 'Content-Type': CONTENT_TYPE[kind], 'Content-Length': String(published.size), 'Accept-Ranges': 'bytes', ...cacheHeaders },
+          notModifiedHeaders: cacheHeaders,
           users: 0,
           retired: false,
-          headers: {
-            'Content-Type': CONTENT_TYPE[kind],
-            'Content-Length': String(published.size),
-            'Accept-Ranges': 'bytes',
-            ETag: etag,
-            'Last-Modified': lastModified,
-            'Cache-Control': 'public, max-age=31536000, immutable',
-          },
         };
       });
       pending.catch(() => this.open.delete(key));
@@ -260,47 +250,8 @@ function openFd(file: string): Promise<number> {
   return new Promise((resolve, reject) => fs.open(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
-function sendJson(res: ServerResponse, status: number, body: { message: string }): void {
+function sendJson(res: ServerResponse, status: number, body: { message: string }, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-function etagMatches(header: string, etag: string): boolean {
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}
-
-function notModifiedSince(header: string, lastModifiedMs: number): boolean {
-  const since = Date.parse(header);
-  return !Number.isNaN(since) && lastModifiedMs <= since;
-}
-
-/** If-Range: the Range applies only when the validator still matches; otherwise the whole file is sent. */
-function ifRangeHolds(header: string | undefined, a: OpenArtifact): boolean {
-  if (header === undefined) return true;
-  const h = header.trim();
-  if (h.startsWith('"') || h.startsWith('W/')) return h === a.etag;
-  const date = Date.parse(h);
-  return !Number.isNaN(date) && date >= a.lastModifiedMs;
-}
-
-/** Parses a single byte range (RFC 9110 §14.1.2). Multiple ranges are refused rather than half-served. */
-export function parseRange(header: string, size: number): ByteRange | { error: string } {
-  const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
-  if (!m) return { error: `unsupported range unit in "${header.slice(0, 64)}" (only bytes)` };
-  const spec = (m[1] as string).trim();
-  if (spec.includes(',')) return { error: 'multiple ranges are not supported; request one range at a time' };
-  const r = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
-  if (!r || (r[1] === '' && r[2] === '')) return { error: `malformed range "${spec.slice(0, 64)}"` };
-  if (r[1] === '') {
-    const suffix = Number(r[2]);
-    if (suffix === 0 || size === 0) return { error: `unsatisfiable suffix range for a ${size}-byte file` };
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(r[1]);
-  const end = r[2] === '' ? size - 1 : Math.min(Number(r[2]), size - 1);
-  if (r[2] !== '' && Number(r[2]) < start) return { error: `range end before start in "${spec}"` };
-  if (start >= size) return { error: `range starts at ${start}, beyond the ${size}-byte file` };
-  return { start, end };
 }
