@@ -22,6 +22,7 @@ import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootVm, serialConsole, type BootMedia, type RunningVm } from '../support/qemu.js';
 import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { until as pollUntil } from '../support/until.js';
 
 const run = promisify(execFile);
 // CommonJS packages with a default export: under NodeNext the class sits on .default.
@@ -79,15 +80,8 @@ function sshTo(port: number, key: string): Ssh {
   };
 }
 
-async function until<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms`);
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-}
+/** Every 2 s: each probe is an SSH attempt or an API call about a machine that is still booting. */
+const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>) => pollUntil(what, timeoutMs, probe, 2000);
 
 const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
 

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isAddressIn, parseCidrList } from '../../src/net/cidr.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { tinyRequest } from '../support/service.js';
-import { makeBaseDir, removeTempRoots, tempRoot, until } from './fixtures.js';
+import { makeBaseDir, removeTempRoots, tempRoot } from './fixtures.js';
+import { until } from '../support/until.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 requireBaseArtifacts();
@@ -163,10 +164,10 @@ describe('ACL: every route x every kind of client', () => {
     const res = await call(`${admin}/api/v1/builds`, 'POST', { json: tinyRequest({ cmdline: 'console=ttyS0 acl' }) });
     expect(res.status).toBe(202);
     const id = res.json.id as string;
-    const done = await until('the ACL build', async () => {
+    const done = await until('the ACL build', 120_000, async () => {
       const s = (await call(`${admin}/api/v1/builds/${id}`, 'GET')).json;
       return s.state === 'completed' || s.state === 'failed' ? s : undefined;
-    }, 120_000, 100);
+    }, 100);
     expect(done.state).toBe('completed');
     expect((await call(`${admin}/api/v1/checkins/acl-open`, 'POST', { json: { addresses: [] } })).status).toBe(204);
     const head = async (file: string) => Number((await call(`${admin}/artifacts/${id}/${file}`, 'HEAD')).headers['content-length']);

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requireBaseArtifacts, requireFile, requireTool } from '../support/prerequisites.js';
 import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
-import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot, until } from './fixtures.js';
+import { makeBaseDir, removeTempRoots, seededRandom, sha256, sleep, tempRoot } from './fixtures.js';
+import { until } from '../support/until.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount, VirtualMedia, VirtualMediaError } from './virtual-bmc.js';
 
@@ -210,7 +211,7 @@ describe('BMC virtual media against the artifact server', () => {
     console.log(`${MOUNTS * READS_PER_MOUNT} range reads, ${(bytes / 1e9).toFixed(1)} GB in ${seconds.toFixed(0)} s`);
     // 60 000 responses later the service holds no more descriptors than before (sockets and files
     // released); the slow reader's connection and a few idle keep-alive sockets are all that may differ.
-    await until('idle connections to close', async () => (openFiles(svc.pid).length <= fdsBefore + 4 ? true : undefined), 15_000, 250)
+    await until('idle connections to close', 15_000, async () => (openFiles(svc.pid).length <= fdsBefore + 4 ? true : undefined), 250)
       .catch(() => undefined);
     expect(openFiles(svc.pid).length, openFiles(svc.pid).join('\n')).toBeLessThanOrEqual(fdsBefore + 4);
   }, 600_000);
@@ -277,7 +278,7 @@ describe('BMC virtual media against the artifact server', () => {
       expect([r.statusCode, body.length], `download ${i}`).toEqual([i % 2 ? 206 : 200, want.length]);
       expect(body.equals(want), `download ${i} bytes`).toBe(true);
     }
-    await until('the deleted files to be closed', async () => (openFiles(svc.pid).some((f) => f.startsWith(dir)) ? undefined : true), 10_000, 100)
+    await until('the deleted files to be closed', 10_000, async () => (openFiles(svc.pid).some((f) => f.startsWith(dir)) ? undefined : true), 100)
       .catch(() => undefined);
     expect(openFiles(svc.pid).filter((f) => f.startsWith(dir))).toEqual([]);
   }, 120_000);

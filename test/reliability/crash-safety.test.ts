@@ -9,7 +9,8 @@ import { normalizeBuildRequest } from '../../src/builds/request.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { api, b64, tinyRequest } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
-import { isConnectionError, makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot, until } from './fixtures.js';
+import { isConnectionError, makeBaseDir, removeTempRoots, seededRandom, sha256, sha256File, sleep, tempRoot } from './fixtures.js';
+import { until } from '../support/until.js';
 import { stopAllServices, spawnService, startService, type ServiceProcess } from '../support/service-process.mjs';
 
 requireBaseArtifacts();
@@ -194,13 +195,13 @@ describe(`crash safety: ${BUILDS} builds, SIGKILL at random moments, ${ROUNDS} r
   }
 
   async function waitUntilIdle(svc: ServiceProcess, timeoutMs: number): Promise<void> {
-    await until('every build to finish', async () => {
+    await until('every build to finish', timeoutMs, async () => {
       const list = (await api(`${svc.url}/api/v1/builds`)).body as Array<{ state: string }>;
       return list.length === BUILDS && list.every((b) => b.state === 'completed' || b.state === 'failed') ? true : undefined;
-    }, timeoutMs, 200);
+    }, 200);
     const list = (await api(`${svc.url}/api/v1/builds`)).body as Array<{ id: string; state: string; error?: string; completedAt: string }>;
     for (const b of list) expect(b.state, `${b.id} failed: ${b.error}`).toBe('completed');
-    await until('data/tmp to be empty', async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 10_000);
+    await until('data/tmp to be empty', 10_000, async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 50);
   }
 
   async function deleteSome(svc: ServiceProcess, count: number): Promise<void> {
@@ -265,10 +266,10 @@ describe(`crash safety: ${BUILDS} builds, SIGKILL at random moments, ${ROUNDS} r
       } else {
         await submitAll(svc, () => false);
         if (strategy === 'mid-build') {
-          await until('a build to be running', async () => {
+          await until('a build to be running', 30_000, async () => {
             const list = (await api(`${svc.url}/api/v1/builds`)).body as Array<{ state: string }>;
             return list.some((b) => b.state === 'running') || list.every((b) => b.state === 'completed') ? true : undefined;
-          }, 30_000, 10);
+          }, 10);
           delay = Math.floor(random() * 1500);
         } else {
           delay = Math.floor(random() * 2000);
@@ -320,10 +321,10 @@ describe(`crash safety: ${BUILDS} builds, SIGKILL at random moments, ${ROUNDS} r
     expect((await api(`${svc.url}/api/v1/builds/${id}`, { method: 'DELETE' })).status).toBe(204);
     const again = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: requestFor(BUILDS - 1) });
     expect(again.body.id).toBe(id);
-    await until('the rebuild', async () => {
+    await until('the rebuild', 120_000, async () => {
       const s = (await api(`${svc.url}/api/v1/builds/${id}`)).body;
       return s.state === 'completed' || s.state === 'failed' ? s : undefined;
-    }, 120_000, 100);
+    }, 100);
     const record = readRecord(id);
     expect(record.state).toBe('completed');
     expect(record.artifacts.uki.sha256).toBe(before.artifacts.uki.sha256);

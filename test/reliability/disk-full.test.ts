@@ -9,7 +9,8 @@ import { assertMatchesSpec } from '../support/openapi.js';
 import { requireBaseArtifacts, requireRoot } from '../support/prerequisites.js';
 import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { takeTurn } from './exclusive.js';
-import { makeBaseDir, removeTempRoots, seededRandom, sha256, tempRoot, until } from './fixtures.js';
+import { makeBaseDir, removeTempRoots, seededRandom, sha256, tempRoot } from './fixtures.js';
+import { until } from '../support/until.js';
 import { stopAllServices, startService, type ServiceProcess } from '../support/service-process.mjs';
 import { exerciseMount } from './virtual-bmc.js';
 
@@ -124,7 +125,7 @@ describe('disk full: the data directory on a 40 MiB tmpfs', () => {
 
     // nothing partial: the record alone, an empty scratch directory, no space held by deleted files
     expect(fs.readdirSync(buildDir(res.body.id))).toEqual(['build.json']);
-    await until('tmp/ to be empty', async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 10_000);
+    await until('tmp/ to be empty', 10_000, async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 50);
     expect(unaccounted(mount)).toBeLessThan(1024 * 1024);
     for (const file of ['uki.efi', 'boot.iso']) {
       expect((await api(`${svc.url}/artifacts/${res.body.id}/${file}`, { method: 'HEAD' })).status).toBe(404);
@@ -148,7 +149,7 @@ describe('disk full: the data directory on a 40 MiB tmpfs', () => {
     expect(Date.parse(failed.createdAt)).toBeGreaterThanOrEqual(Date.parse(first!.completedAt));
     expect(failed.error).toMatch(NO_SPACE);
     expect(fs.readdirSync(buildDir(res.body.id))).toEqual(['build.json']);
-    await until('tmp/ to be empty', async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 10_000);
+    await until('tmp/ to be empty', 10_000, async () => (fs.readdirSync(path.join(dataDir, 'tmp')).length === 0 ? true : undefined), 50);
     expect(unaccounted(mount)).toBeLessThan(1024 * 1024);
   }, 300_000);
 

@@ -1,5 +1,5 @@
 // What the reliability tests stand on: scratch roots that are removed afterwards, base-artifact
-// directories with filler initramfs images, file digests, directory snapshots and bounded waiting.
+// directories with filler initramfs images, file digests, directory snapshots.
 import { createHash, randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -103,17 +103,6 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `probe` until it returns a value other than undefined; throws naming `what` after `timeoutMs`. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
 
 /** Deterministic pseudo-random numbers (mulberry32): a failing run can be replayed from its seed. */
 export function seededRandom(seed: number): () => number {

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { freePort, serviceTempDir, spawnService, startService, stopAllServices } from '../support/service-process.mjs';
 import { api } from '../support/service.js';
-import { isConnectionError, until } from './fixtures.js';
+import { isConnectionError } from './fixtures.js';
+import { until } from '../support/until.js';
 
 /** An empty base-artifacts directory: the service starts without any image. */
 const base = serviceTempDir('base');
@@ -97,7 +98,7 @@ describe('service-process runner', () => {
     const svc = await startService({ baseArtifacts: base, logFile });
     expect(await svc.stop()).toBe(0);
     // the file is closed when the pipes are, shortly after the exit
-    await until('the log file to be complete', async () => (fs.readFileSync(logFile, 'utf8') === svc.logs() ? true : undefined), 5_000);
+    await until('the log file to be complete', 5_000, async () => (fs.readFileSync(logFile, 'utf8') === svc.logs() ? true : undefined), 50);
     expect(svc.logs()).toContain('"msg":"stopped"');
   });
 });

@@ -6,6 +6,9 @@ import path from 'node:path';
 import { defaultLabOptions, labDown, labUp, type LabDescription, type LabOptions, type LabServer } from '../../lab/lab.js';
 import { nsFetch, type NsResponse } from '../../lab/ns-http.js';
 import { b64, REPO, tempDir } from './service.js';
+import { until } from './until.js';
+
+export { until };
 
 export interface TestLab {
   d: LabDescription;
@@ -150,15 +153,6 @@ export function jsonLines(file: string): Record<string, any>[] {
   });
 }
 
-export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 1000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** The console log of a server (ANSI escapes and CRs removed). */
 export function consoleText(server: LabServer): string {
