@@ -57,9 +57,9 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
 
   // Callback-style hooks: they run on every request, and an async wrapper costs measurably at this rate.
   app.addHook('onRequest', (request, reply, done) => {
-    const route = request.routeOptions.url;
-    if (!deps.policy.allows(request.socket.remoteAddress, request.method, route)) {
-      reply.code(403).send(deps.policy.denial(request.socket.remoteAddress));
+    const refused = deps.policy.refusal(request.socket.remoteAddress, request.method, request.routeOptions.url);
+    if (refused) {
+      reply.code(403).send(refused);
       return;
     }
     done();

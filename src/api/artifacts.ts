@@ -61,11 +61,12 @@ export class ArtifactServer {
         this.deps.logger.debug({ method, url: req.url?.slice(0, 200), range: req.headers.range, remote: req.socket.remoteAddress, status: code }, 'artifact request');
       }
     };
+    const refused = this.deps.policy.refusal(req.socket.remoteAddress, method, ARTIFACT_ROUTE);
+    if (refused) {
+      sendJson(res, 403, refused);
+      return status(403);
+    }
     if (method !== 'GET' && method !== 'HEAD') {
-      if (!this.deps.policy.isTrusted(req.socket.remoteAddress)) {
-        sendJson(res, 403, this.deps.policy.denial(req.socket.remoteAddress));
-        return status(403);
-      }
       res.setHeader('Allow', 'GET, HEAD');
       sendJson(res, 405, { message: `method ${method} not allowed on artifacts; use GET or HEAD` });
       return status(405);

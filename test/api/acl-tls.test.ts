@@ -60,6 +60,12 @@ describe('ACL on an IPv4 listener (--trusted-cidrs 127.0.0.1/32)', () => {
     const res = await api(`${svc.url}/api/v1/builds`, { dispatcher: untrustedV4 });
     assertMatchesSpec('/api/v1/builds', 'get', 403, res.body);
   });
+  test('a 403 names the client and every route open to it', async () => {
+    const res = await api(`${svc.url}/api/v1/builds`, { dispatcher: untrustedV4 });
+    expect(res.body).toEqual({
+      message: 'forbidden: 127.0.0.2 is not in a trusted network; only GET|HEAD /healthz, GET|HEAD /artifacts/:id/:file and PUT /api/v1/checkins/:id are open to it',
+    });
+  });
   test('the untrusted PUT really updates a registered checkin', async () => {
     await api(`${svc.url}/api/v1/checkins/booted`, { method: 'POST', json: { addresses: [] } });
     expect((await api(`${svc.url}/api/v1/checkins/booted`, { method: 'PUT', json: { addresses: ['198.51.100.7'] }, dispatcher: untrustedV4 })).status).toBe(204);
