@@ -2,6 +2,7 @@
 // make lab / make lab-down:
 //   node dist/lab/cli.js up [--servers N] [--memory MiB] [--cpus N] [--disk-gib N] [--accel tcg|kvm]
 //                           [--namespace NAME] [--state-dir DIR] [--quirks server2=post-lock,eject-lag]...
+//                           [--second-nic data|provisioning] [--vlan ID]
 //   node dist/lab/cli.js down [--namespace NAME] [--state-dir DIR]
 // `up` prints every address, credential and next step; its last line is the path of the lab's JSON
 // description. `up` on a running lab only reports it.
@@ -35,6 +36,8 @@ function report(d: LabDescription, created: boolean): void {
   say(created ? `Lab "${ns}" is up.` : `Lab "${ns}" is already running.`);
   say();
   say(`Network (namespace ${ns}): ${d.network.cidr} on ${d.network.bridge}, gateway ${d.network.gateway}, DHCP ${d.network.dhcpRange.join('-')} (log ${d.dhcpLog})`);
+  if (d.network.vlan) say(`  VLAN ${d.network.vlan.id}: ${d.network.vlan.cidr} on ${d.network.vlan.interface}, gateway ${d.network.vlan.gateway}, no DHCP`);
+  say(`  second NICs on ${d.network.secondNicBridge}`);
   say(`Build service: ${d.serviceUrl} and ${d.serviceTlsUrl} (CA ${d.serviceCaCert}; log ${d.serviceLog})`);
   say(`Images: ${d.imagesUrl}/ (target OS ${d.targetImageUrl})`);
   say(`Orchestrator: SSH key ${d.sshKey}, Ansible inventory ${d.inventory}`);
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
     options: {
       servers: { type: 'string' }, memory: { type: 'string' }, cpus: { type: 'string' }, 'disk-gib': { type: 'string' },
       accel: { type: 'string' }, namespace: { type: 'string' }, 'state-dir': { type: 'string' }, quirks: { type: 'string', multiple: true },
+      'second-nic': { type: 'string' }, vlan: { type: 'string' },
     },
   });
   const base = defaultLabOptions(REPO, { namespace: values.namespace || undefined });
@@ -84,6 +88,8 @@ async function main(): Promise<void> {
     cpus: int('cpus', values.cpus) ?? base.cpus,
     diskGiB: int('disk-gib', values['disk-gib']) ?? base.diskGiB,
     quirks: quirks(values.quirks ?? []),
+    secondNic: (values['second-nic'] || base.secondNic) as 'data' | 'provisioning',
+    vlan: int('vlan', values.vlan) ?? base.vlan,
   };
   const { description, created } = await labUp(opts);
   report(description, created);

@@ -15,6 +15,9 @@ const run = promisify(execFile);
 
 export const SUBNET = { cidr: '192.0.2.0/24', gateway: '192.0.2.1', prefix: 24, dhcpFirst: '192.0.2.100', dhcpLast: '192.0.2.199' };
 const BMC_NET = '198.51.100';
+// The tagged network (LabOptions.vlan) on the provisioning bridge: the upper half of the BMCs' range,
+// which uses only .11 to .60. No DHCP: servers on it have static addresses from their network-config.
+export const TAGGED_SUBNET = { cidr: '198.51.100.128/25', gateway: '198.51.100.129', prefix: 25 };
 const SERVICE_PORT = 8080;
 const SERVICE_TLS_PORT = 8443;
 // An ordinary web server with the OS images to provision (nginx: Range requests, like any image mirror).
@@ -35,6 +38,13 @@ export interface LabOptions {
   quirks: Record<string, Quirk[]>;
   /** BMC timing overrides (tests shorten or lengthen the quirk windows) */
   bmcTimings?: BmcConfig['timings'];
+  /**
+   * Where each server's second NIC is cabled: the data bridge, or the provisioning bridge beside the
+   * first one (two links to one switch, as a bond wants).
+   */
+  secondNic: 'data' | 'provisioning';
+  /** A VLAN id (1-4094) tagged on the provisioning bridge, with TAGGED_SUBNET on the lab's side; 0: none. */
+  vlan: number;
   serviceLogLevel: string;
 }
 
@@ -50,6 +60,8 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     diskGiB: 8,
     accel: 'tcg',
     quirks: {},
+    secondNic: 'data',
+    vlan: 0,
     serviceLogLevel: 'debug',
     // An option given as undefined (a flag not passed) keeps its default.
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
@@ -62,8 +74,10 @@ export interface LabServer {
   serialNumber: string;
   bmc: { url: string; host: string; username: string; password: string; systemId: string; quirks: Quirk[] };
   macs: string[];
-  /** the NIC on the provisioning network (DHCP) is macs[0]; macs[1] is on the data bridge */
+  /** the NIC on the provisioning network (DHCP) is macs[0]; macs[1] is on the data bridge or beside it */
   provisioningMac: string;
+  /** the BMC's state directory (NVRAM, QMP sockets, disks) */
+  stateDir: string;
   /** path: the raw image file behind the disk (the BMC creates it empty; it survives power cycles) */
   disks: { kind: string; serial: string; wwn?: string; sizeGiB: number; path: string }[];
   console: string;
@@ -81,7 +95,13 @@ export interface LabDescription {
   serviceLog: string;
   /** the source address the orchestrator's calls come from: the service trusts it */
   orchestratorAddress: string;
-  network: { namespace: string; bridge: string; dataBridge: string; cidr: string; gateway: string; dns: string[]; dhcpRange: [string, string] };
+  network: {
+    namespace: string; bridge: string; dataBridge: string; cidr: string; gateway: string; dns: string[]; dhcpRange: [string, string];
+    /** the bridge each server's second NIC is on */
+    secondNicBridge: string;
+    /** the tagged network on the provisioning bridge, when the lab has one */
+    vlan: { id: number; interface: string; cidr: string; gateway: string } | null;
+  };
   dhcpLog: string;
   /** a web server with the base-artifacts/out files (the target OS image among them) */
   imagesUrl: string;
@@ -138,6 +158,8 @@ function preflight(opts: LabOptions): void {
   if (!Number.isInteger(opts.servers) || opts.servers < 1 || opts.servers > 50) throw new Error(`servers: ${opts.servers} is not a number from 1 to 50`);
   if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < 1024) throw new Error(`memory: ${opts.memoryMiB} MiB is too little for the ephemeral OS (at least 1024)`);
   if (!Number.isInteger(opts.diskGiB) || opts.diskGiB < 2) throw new Error(`disk size: ${opts.diskGiB} GiB is too small for the target image (at least 2)`);
+  if (opts.secondNic !== 'data' && opts.secondNic !== 'provisioning') throw new Error(`second NIC: "${opts.secondNic}" is not data or provisioning`);
+  if (!Number.isInteger(opts.vlan) || opts.vlan < 0 || opts.vlan > 4094) throw new Error(`vlan: ${opts.vlan} is not a VLAN id from 1 to 4094 (0: none)`);
   for (const [name, quirks] of Object.entries(opts.quirks)) {
     const m = /^server(\d+)$/.exec(name);
     if (!m || Number(m[1]) < 1 || Number(m[1]) > opts.servers) throw new Error(`quirks: no server named "${name}" (servers are server1..server${opts.servers})`);
@@ -176,12 +198,14 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
   mkdirSync(opts.stateDir, { recursive: true });
   const ns = opts.namespace;
   const plans = Array.from({ length: opts.servers }, (_, i) => serverPlan(opts, i));
+  const secondNicBridge = opts.secondNic === 'provisioning' ? PROVISIONING_BRIDGE : DATA_BRIDGE;
   try {
-    await createNetwork({
+    const vlan = await createNetwork({
       namespace: ns,
       provisioningAddress: `${SUBNET.gateway}/${SUBNET.prefix}`,
       bmcAddresses: plans.map((p) => `${p.bmcAddress}/32`),
-      taps: plans.flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], DATA_BRIDGE]] as [string, string][]),
+      taps: plans.flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], secondNicBridge]] as [string, string][]),
+      vlan: opts.vlan ? { id: opts.vlan, address: `${TAGGED_SUBNET.gateway}/${TAGGED_SUBNET.prefix}` } : undefined,
     });
 
     // Plain DHCP: addresses, router, DNS. No boot file, next-server, PXE or HTTP-boot options.
@@ -253,6 +277,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
         bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, quirks: cfg.quirks },
         macs: p.macs,
         provisioningMac: p.macs[0]!,
+        stateDir: p.dir,
         disks: p.disks.map(({ kind, serial, wwn, sizeGiB, path }) => (wwn ? { kind, serial, wwn, sizeGiB, path } : { kind, serial, sizeGiB, path })),
         console: cfg.hardware.console,
         bmcLog,
@@ -271,7 +296,11 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       serviceCaCert: certs.ca,
       serviceLog,
       orchestratorAddress: SUBNET.gateway,
-      network: { namespace: ns, bridge: PROVISIONING_BRIDGE, dataBridge: DATA_BRIDGE, cidr: SUBNET.cidr, gateway: SUBNET.gateway, dns: [SUBNET.gateway], dhcpRange: [SUBNET.dhcpFirst, SUBNET.dhcpLast] },
+      network: {
+        namespace: ns, bridge: PROVISIONING_BRIDGE, dataBridge: DATA_BRIDGE, cidr: SUBNET.cidr, gateway: SUBNET.gateway, dns: [SUBNET.gateway], dhcpRange: [SUBNET.dhcpFirst, SUBNET.dhcpLast],
+        secondNicBridge,
+        vlan: vlan ? { id: opts.vlan, interface: vlan, cidr: TAGGED_SUBNET.cidr, gateway: TAGGED_SUBNET.gateway } : null,
+      },
       dhcpLog,
       imagesUrl,
       targetImageUrl: `${imagesUrl}/${TARGET_IMAGE}`,
@@ -336,8 +365,9 @@ function ansibleInventory(d: LabDescription): string {
     `        uod_ca_cert: ${q(d.serviceCaCert)}`,
     `        ssh_private_key_file: ${q(d.sshKey)}`,
     `        inventory_output_dir: ${q(join(d.stateDir, 'inspections'))}`,
-    `        server_subnet: ${q(d.network.cidr)}`,
-    `        server_gateway: ${q(d.network.gateway)}`,
+    ...(d.network.vlan
+      ? [`        server_vlan: ${d.network.vlan.id}`, `        server_subnet: ${q(d.network.vlan.cidr)}`, `        server_gateway: ${q(d.network.vlan.gateway)}`]
+      : [`        server_subnet: ${q(d.network.cidr)}`, `        server_gateway: ${q(d.network.gateway)}`]),
     `        server_dns: ${q(d.network.dns)}`,
     `        qcow2_image_url: ${q(d.targetImageUrl)}`,
     '      hosts:',
@@ -352,6 +382,8 @@ function ansibleInventory(d: LabDescription): string {
       `          bmc_password: ${q(s.bmc.password)}`,
       `          bmc_resource_id: ${q(s.bmc.systemId)}`,
       `          server_mac: ${q(s.provisioningMac)}`,
+      // Both NICs on the provisioning bridge: provision onto a bond of the two (on the VLAN, if any).
+      ...(d.network.secondNicBridge === d.network.bridge ? [`          server_bond_macs: ${q(s.macs)}`] : []),
       `          disk_serial: ${q(disk.serial)}`,
       '          boot_method: cd',
     );

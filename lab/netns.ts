@@ -35,9 +35,12 @@ export interface NetworkPlan {
   bmcAddresses: string[];
   /** tap devices: [name, bridge] */
   taps: [string, string][];
+  /** a VLAN tagged on the provisioning bridge, with the lab's address on it */
+  vlan?: { id: number; address: string };
 }
 
-export async function createNetwork(plan: NetworkPlan): Promise<void> {
+/** Creates the namespace and its links; returns the VLAN interface's name when the plan has one. */
+export async function createNetwork(plan: NetworkPlan): Promise<string | undefined> {
   const ns = plan.namespace;
   await ip('netns', 'add', ns);
   const nsip = (...args: string[]) => ip('-n', ns, ...args);
@@ -53,6 +56,14 @@ export async function createNetwork(plan: NetworkPlan): Promise<void> {
     await nsip('tuntap', 'add', 'dev', tap, 'mode', 'tap');
     await nsip('link', 'set', tap, 'master', bridge, 'up');
   }
+  if (!plan.vlan) return undefined;
+  // The bridge is not VLAN-aware: tagged frames pass between its ports as they are, and this
+  // interface on the bridge itself sends and receives the lab's side of the VLAN.
+  const vlan = `${PROVISIONING_BRIDGE}.${plan.vlan.id}`;
+  await nsip('link', 'add', 'link', PROVISIONING_BRIDGE, 'name', vlan, 'type', 'vlan', 'id', String(plan.vlan.id));
+  await nsip('addr', 'add', plan.vlan.address, 'dev', vlan);
+  await nsip('link', 'set', vlan, 'up');
+  return vlan;
 }
 
 /** Every process that runs inside the namespace (what the lab started, and their children). */

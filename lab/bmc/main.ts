@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { loadBmcConfig } from './config.js';
 import { Machine } from './machine/machine.js';
 import { httpMediaProbe } from './media-probe.js';
+import { qmpSockets } from './qemu/command-line.js';
 import { QemuDriver } from './qemu/driver.js';
 import { buildRedfishApp } from './redfish/app.js';
 
@@ -40,7 +41,8 @@ async function main(): Promise<void> {
 
   let app: ReturnType<typeof buildRedfishApp> | undefined;
   const log = (event: string, fields: Record<string, unknown> = {}) => app?.log.info({ server: hwc.name, ...fields }, event);
-  const driver = new QemuDriver({ ...hwc, nvram, qmpSocket: join(cfg.stateDir, 'qmp.sock') }, log);
+  const sockets = qmpSockets(cfg.stateDir);
+  const driver = new QemuDriver({ ...hwc, nvram, qmpSocket: sockets.qmp, linkSocket: sockets.link }, log);
   const machine = new Machine(driver, httpMediaProbe(), new Set(cfg.quirks), { log }, cfg.timings);
   app = buildRedfishApp({
     inventory: { systemId: cfg.systemId, name: hwc.name, uuid: hwc.uuid, serialNumber: hwc.serialNumber, memoryMiB: hwc.memoryMiB, cpus: hwc.cpus, nics: hwc.nics, disks: hwc.disks },

@@ -179,6 +179,8 @@ describe('lab: bad options are refused before anything is made', () => {
     [{ quirks: { server9: ['iso-only'] } }, /no server named "server9"/],
     [{ quirks: { server1: ['flaky'] } }, /"flaky" is not a quirk/],
     [{ namespace: 'Bad Name!' }, /namespace/],
+    [{ vlan: 4095 }, /vlan: 4095 is not a VLAN id from 1 to 4094/],
+    [{ secondNic: 'spare' as 'data' }, /second NIC: "spare" is not data or provisioning/],
   ] as const)('%o', async (override, message) => {
     const opts = defaultLabOptions(REPO, { namespace: 'uodt-refused', stateDir: '/tmp/uodt-refused', ...(override as object) });
     await expect(labUp(opts)).rejects.toThrow(message);

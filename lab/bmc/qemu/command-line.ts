@@ -2,6 +2,7 @@
 // NICs with fixed MACs and PCI slots on tap devices, disks with serials/WWNs, an SMBIOS serial, a CD
 // drive streaming the inserted image over HTTP (QEMU's curl driver: Range reads, no download), the
 // serial console appended to a file, a QMP socket. The boot plan decides the bootindex order.
+import { join } from 'node:path';
 import type { BootPlan } from '../machine/types.js';
 
 export interface Nic {
@@ -32,6 +33,8 @@ export interface Hardware {
   nvram: string;
   console: string;
   qmpSocket: string;
+  /** A second QMP monitor for the lab's side of the machine (its cables: set_link), apart from the BMC's. */
+  linkSocket?: string;
   nics: Nic[];
   disks: Disk[];
 }
@@ -45,6 +48,16 @@ export function mediaBlockdev(url: string, nodeName = MEDIA_NODE): Record<string
   const file: Record<string, unknown> = { driver: https ? 'https' : 'http', url, timeout: 60, readahead: 1 << 20 };
   if (https) file.sslverify = false;
   return { driver: 'raw', 'node-name': nodeName, 'read-only': true, file };
+}
+
+/** The QMP sockets of a server in its BMC's state directory: the BMC's own, and the lab's link control. */
+export function qmpSockets(stateDir: string): { qmp: string; link: string } {
+  return { qmp: join(stateDir, 'qmp.sock'), link: join(stateDir, 'link.sock') };
+}
+
+/** The QEMU netdev of the server's i-th NIC (QMP set_link takes this name). */
+export function netdevId(i: number): string {
+  return `net${i}`;
 }
 
 export function qemuArgs(hw: Hardware, plan: BootPlan): string[] {
@@ -71,12 +84,13 @@ export function qemuArgs(hw: Hardware, plan: BootPlan): string[] {
     '-serial', 'chardev:console',
     '-qmp', `unix:${hw.qmpSocket},server=on,wait=off`,
   ];
+  if (hw.linkSocket) args.push('-qmp', `unix:${hw.linkSocket},server=on,wait=off`);
   // NICs first: they have fixed PCI slots, and QEMU hands out free slots in command-line order.
   hw.nics.forEach((nic, i) => {
-    args.push('-netdev', `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no`);
+    args.push('-netdev', `tap,id=${netdevId(i)},ifname=${nic.tap},script=no,downscript=no`);
     // romfile= (empty): the firmware's own network stack, no iPXE, as on a server's UEFI.
     const boot = i === 0 ? `,bootindex=${bootindex('net')}` : '';
-    args.push('-device', `virtio-net-pci,netdev=net${i},mac=${nic.mac},addr=0x${nic.pciSlot.toString(16)},romfile=${boot}`);
+    args.push('-device', `virtio-net-pci,netdev=${netdevId(i)},mac=${nic.mac},addr=0x${nic.pciSlot.toString(16)},romfile=${boot}`);
   });
   if (hw.disks.some((d) => d.kind === 'scsi-hd')) args.push('-device', 'virtio-scsi-pci,id=scsi0');
   hw.disks.forEach((disk, i) => {

@@ -45,6 +45,7 @@ export class QemuDriver implements MachineDriver {
       await clearBootNext(this.hw.nvram);
     }
     rmSync(this.hw.qmpSocket, { force: true });
+    if (this.hw.linkSocket) rmSync(this.hw.linkSocket, { force: true });
     const args = qemuArgs(this.hw, plan);
     this.log('qemu start', { args: args.join(' ') });
     const child = spawn(this.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
