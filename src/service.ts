@@ -25,11 +25,15 @@ import { Metrics } from './metrics.js';
 export const SHUTDOWN_DRAIN_MS = 10_000;
 
 async function closeWithin(app: FastifyInstance, ms: number): Promise<void> {
-  const timer = setTimeout(() => app.server.closeAllConnections(), ms);
+  // Closing a server closes the connections idle at that moment only: a kept-alive connection whose
+  // response finishes later would hold shutdown until its keep-alive timeout.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+  const cut = setTimeout(() => app.server.closeAllConnections(), ms);
   try {
     await app.close();
   } finally {
-    clearTimeout(timer);
+    clearInterval(sweep);
+    clearTimeout(cut);
   }
 }
 
