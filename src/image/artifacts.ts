@@ -1,8 +1,7 @@
-// Builds a build's two artifacts, the UKI and the ISO around it, with as few passes over the big
-// inputs as possible: the initramfs goes straight into the UKI (no file of its own), the ISO's
-// GRUB, FAT image and xorriso template are made while the UKI is written, and digests are computed
-// while writing instead of by reading the outputs back.
-import { assembleUki, type UkiWriter, type WrittenFile } from './uki.js';
+// A build's two artifacts, the UKI and the ISO around it, made together (the ISO's GRUB, FAT image
+// and template are prepared while the UKI is written), and the names they are published under.
+import { assembleUki, type UkiWriter } from './uki.js';
+import type { WrittenFile } from './segments.js';
 import { prepareIso } from './iso.js';
 import type { Architecture } from './architecture.js';
 
@@ -33,9 +32,15 @@ export interface AssembleArtifactsOptions {
   isoPath: string;
   workDir: string;
   signal?: AbortSignal;
-  /** Return the SHA-256 of both artifacts (computed while writing them). */
+  /**
+   * Return the SHA-256 of both artifacts: hashed on the way where this code writes the bytes (direct
+   * UKI writer, spliced ISO), read back from the file where a tool wrote it (objcopy, xorriso).
+   */
   digest?: boolean;
-  /** How the UKI's PE file is written: objcopy, or the in-process writer (same layout, one pass). */
+  /**
+   * How the UKI is written (DEFAULT_UKI_WRITER when not given). Only the direct writer streams base
+   * and overlay into the UKI; objcopy is given the initramfs as a file in `workDir`.
+   */
   ukiWriter?: UkiWriter;
   /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
   onIsoFallback?: (reason: Error) => void;

@@ -1,8 +1,7 @@
-// Assembles the build's initramfs: the base archive as is, zero padding to a multiple of 4 bytes,
-// then the overlay. The kernel unpacks concatenated archives in order, but skips (silently) a
-// member that does not start on a 4-byte boundary, hence the padding.
-import { open, stat } from 'node:fs/promises';
-import { writeSegments, type Segment } from './segments.js';
+// The build's initramfs: the base archive as is, zero padding to a multiple of 4 bytes, then the
+// overlay (the kernel unpacks concatenated archives in order, but silently skips a misaligned one).
+import { stat } from 'node:fs/promises';
+import { writeFileFromSegments, type Segment } from './segments.js';
 
 /** The pieces of base ‖ padding ‖ overlay, for writers that embed the initramfs without a file of its own. */
 export async function initramfsSegments(basePath: string, overlay: Buffer | null): Promise<Segment[]> {
@@ -22,11 +21,6 @@ export async function writeInitramfs(
   signal?: AbortSignal,
 ): Promise<{ bytes: number }> {
   signal?.throwIfAborted();
-  const segments = await initramfsSegments(basePath, overlay);
-  const out = await open(outPath, 'w');
-  try {
-    return { bytes: await writeSegments(out, 0, segments, { signal }) };
-  } finally {
-    await out.close();
-  }
+  const { bytes } = await writeFileFromSegments(outPath, await initramfsSegments(basePath, overlay), { signal });
+  return { bytes };
 }

@@ -1,13 +1,13 @@
-// Puts a large file into an xorriso-made ISO without running xorriso over its bytes: xorriso builds
-// the image around a one-block placeholder written last, then this module copies the real file
-// over the placeholder and grows every size that covers it (ISO9660 directory record and volume
-// size, protective MBR, primary and backup GPT). Every assumption about the template is checked
-// first; anything unexpected raises IsoLayoutError so that the caller can use xorriso directly.
-import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+// Puts a large file into an xorriso-made ISO template in place of a one-block placeholder, without
+// running xorriso over its bytes, and grows every size that covers it.
+import { stat } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { writeSegments } from './segments.js';
+import { writeFileFromSegments, type WrittenFile } from './segments.js';
 
+// xorriso builds the template around the placeholder, written last; the sizes to grow are the
+// ISO9660 directory record and volume size, the protective MBR and the primary and backup GPT.
+// Every assumption about the template is checked first: anything unexpected raises IsoLayoutError,
+// so that the caller can have xorriso copy the file instead.
 export class IsoLayoutError extends Error {
   override name = 'IsoLayoutError';
 }
@@ -261,27 +261,15 @@ export async function spliceFile(
   filePath: string,
   outPath: string,
   options: { signal?: AbortSignal; digest?: boolean } = {},
-): Promise<{ bytes: number; sha256?: string }> {
+): Promise<WrittenFile> {
   const size = (await stat(filePath)).size;
   const plan = planSplice(template, placeholder, size);
   options.signal?.throwIfAborted();
-  const hash = options.digest ? createHash('sha256') : undefined;
-  const out = await open(outPath, 'w');
-  try {
-    const bytes = await writeSegments(
-      out,
-      0,
-      [
-        { bytes: plan.head },
-        { file: filePath, size },
-        { zeros: plan.tailOffset - plan.dataOffset - size },
-        { bytes: plan.tail },
-      ],
-      { signal: options.signal, hash },
-    );
-    if (bytes !== plan.totalSize) throw new Error(`spliced image is ${bytes} bytes, expected ${plan.totalSize}`);
-    return { bytes, sha256: hash?.digest('hex') };
-  } finally {
-    await out.close();
-  }
+  const written = await writeFileFromSegments(
+    outPath,
+    [{ bytes: plan.head }, { file: filePath, size }, { zeros: plan.tailOffset - plan.dataOffset - size }, { bytes: plan.tail }],
+    options,
+  );
+  if (written.bytes !== plan.totalSize) throw new Error(`spliced image is ${written.bytes} bytes, expected ${plan.totalSize}`);
+  return written;
 }

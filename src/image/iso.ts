@@ -1,13 +1,10 @@
-// Bootable ISO around a UKI, UEFI only: a small FAT El Torito image holds GRUB as the removable-media
-// loader, GRUB finds the ISO9660 volume by a marker file unique to this image and chainloads the
-// UKI from it. xorriso makes the same image bootable as a CD (El Torito) and as a disk (GPT).
-// Speed: xorriso moves data in 2 KiB steps (about 5x slower than a copy) and every run costs at
-// least 0.1 s, so by default the UKI is spliced into a template that xorriso made around a
-// placeholder (iso-splice.ts), and templates are reused across builds (see templateFor).
+// The bootable ISO around a UKI, UEFI only, as a CD (El Torito) and as a disk (GPT): GRUB in a small
+// FAT image finds the ISO9660 volume by a marker file unique to the image and chainloads the UKI.
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PromiseCache } from '../concurrency/promise-cache.js';
 import { digestFile } from './file-digest.js';
+import type { WrittenFile } from './segments.js';
 import { IsoLayoutError, spliceFile } from './iso-splice.js';
 import type { Architecture } from './architecture.js';
 import { archTools, COMMON_TOOLS, runTool } from './tools.js';
@@ -29,8 +26,12 @@ export interface AssembleIsoOptions {
   onFallback?: (reason: Error) => void;
 }
 
+// Speed: xorriso moves data in 2 KiB steps (about 5x slower than a copy) and every run costs at
+// least 0.1 s, so by default the UKI is spliced into a template that xorriso made around a
+// placeholder (iso-splice.ts), and templates are reused across builds (see templateFor).
+
 /** Paths inside the ISO9660 tree. */
-export const ISO_PATHS = {
+const ISO_PATHS = {
   uki: '/EFI/Linux/uki.efi',
   efiImage: '/EFI/uki-on-demand/efiboot.img',
   // Alone in its directory, so that its name never changes the order of directory records.
@@ -77,7 +78,7 @@ export function grubScript(volumeId: string): string {
 }
 
 /** Builds GRUB for `arch` with the embedded script, as the standalone EFI program `efiPath`. */
-export async function buildGrubEfi(arch: Architecture, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
+async function buildGrubEfi(arch: Architecture, volumeId: string, efiPath: string, scratchDir: string, signal?: AbortSignal): Promise<void> {
   const tools = archTools(arch);
   const cfg = join(scratchDir, `grub-embedded-${arch}.cfg`);
   await writeFile(cfg, grubScript(volumeId));
@@ -92,7 +93,7 @@ export async function buildGrubEfi(arch: Architecture, volumeId: string, efiPath
  * The El Torito EFI boot image, which is also the EFI system partition when the ISO is a disk:
  * a FAT image holding \EFI\BOOT\<loader>. Formatting runs while GRUB is being built.
  */
-export async function buildEfiBootImage(arch: Architecture, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
+async function buildEfiBootImage(arch: Architecture, volumeId: string, dir: string, outPath: string, signal?: AbortSignal): Promise<void> {
   // A tree of its own: mcopy -s copies whatever it holds.
   const tree = await mkdtemp(join(dir, 'esp-'));
   try {
@@ -111,7 +112,7 @@ export async function buildEfiBootImage(arch: Architecture, volumeId: string, di
 }
 
 /** Builds the ISO with xorriso, from scratch, with `ukiPath` as the UKI. */
-export async function buildIsoWithXorriso(arch: Architecture, volumeId: string, ukiPath: string, outPath: string, workDir: string, signal?: AbortSignal): Promise<void> {
+async function buildIsoWithXorriso(arch: Architecture, volumeId: string, ukiPath: string, outPath: string, workDir: string, signal?: AbortSignal): Promise<void> {
   const id = isoVolumeId(volumeId);
   const dir = await mkdtemp(join(workDir, 'xorriso-'));
   try {
@@ -222,14 +223,9 @@ export async function templateFor(arch: Architecture, volumeId: string, workDir:
  */
 export interface PreparedIso {
   /** Writes the ISO around `ukiPath`; may be called once. */
-  finish(ukiPath: string, outPath: string, options?: { signal?: AbortSignal; digest?: boolean }): Promise<WrittenIso>;
+  finish(ukiPath: string, outPath: string, options?: { signal?: AbortSignal; digest?: boolean }): Promise<WrittenFile>;
   /** Removes the work files; safe to call more than once. */
   dispose(): Promise<void>;
-}
-
-export interface WrittenIso {
-  bytes: number;
-  sha256?: string;
 }
 
 export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'outPath'>): Promise<PreparedIso> {
@@ -270,7 +266,7 @@ export async function prepareIso(opts: Omit<AssembleIsoOptions, 'ukiPath' | 'out
   }
 }
 
-export async function assembleIso(opts: AssembleIsoOptions & { digest?: boolean }): Promise<WrittenIso> {
+export async function assembleIso(opts: AssembleIsoOptions & { digest?: boolean }): Promise<WrittenFile> {
   try {
     const prepared = await prepareIso(opts);
     try {

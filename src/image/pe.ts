@@ -82,7 +82,7 @@ const DATA_DIRECTORY_OFFSET = { [PE32]: 96, [PE32_PLUS]: 112 } as const;
 const DATA_DIRECTORY_SIZE = 8;
 const SECURITY_DIRECTORY = 4;
 
-export const SECTION_HEADER_SIZE = 40;
+const SECTION_HEADER_SIZE = 40;
 /** Offsets inside a section header. */
 const SECTION = { name: 0, virtualSize: 8, virtualAddress: 12, rawSize: 16, rawPointer: 20, characteristics: 36 } as const;
 const SECTION_NAME_SIZE = 8;

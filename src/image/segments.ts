@@ -1,7 +1,6 @@
-// Files made of pieces (in-memory bytes, runs of zeros, other files): writes them into an open
-// output in large chunks, checking for cancellation between chunks and optionally hashing what is
-// written. Shared by the writers that splice big inputs (initramfs, UKI, ISO).
-import type { Hash } from 'node:crypto';
+// Files made of pieces (in-memory bytes, runs of zeros, other files), written in one pass: the
+// writers that splice big inputs (initramfs, UKI, ISO) all go through writeFileFromSegments.
+import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { writeAllAt } from '../storage/write-all.js';
 
@@ -14,6 +13,12 @@ export type Segment =
   /** `size` guards against a file that changes while it is being copied. */
   | { file: string; size: number };
 
+/** A file as written: its size, and its SHA-256 when asked for. */
+export interface WrittenFile {
+  bytes: number;
+  sha256?: string;
+}
+
 export function segmentLength(segment: Segment): number {
   if ('bytes' in segment) return segment.bytes.length;
   if ('zeros' in segment) return segment.zeros;
@@ -21,17 +26,28 @@ export function segmentLength(segment: Segment): number {
 }
 
 /**
- * Writes `segments` one after the other into `out` from `position` on; returns the bytes written.
- * While a chunk is being written the next one is already being read.
+ * Writes `segments` one after the other as the file `path` (created or truncated), in large chunks,
+ * checking `signal` between chunks; with `digest`, hashes what it writes on the way.
  */
-export async function writeSegments(
-  out: FileHandle,
-  position: number,
+export async function writeFileFromSegments(
+  path: string,
   segments: Segment[],
-  options: { signal?: AbortSignal; hash?: Hash } = {},
-): Promise<number> {
-  const { signal, hash } = options;
-  let at = position;
+  options: { signal?: AbortSignal; digest?: boolean } = {},
+): Promise<WrittenFile> {
+  options.signal?.throwIfAborted();
+  const hash = options.digest ? createHash('sha256') : undefined;
+  const out = await open(path, 'w');
+  try {
+    const bytes = await writeSegments(out, segments, options.signal, hash);
+    return { bytes, sha256: hash?.digest('hex') };
+  } finally {
+    await out.close();
+  }
+}
+
+/** While a chunk is being written the next one is already being read. */
+async function writeSegments(out: FileHandle, segments: Segment[], signal: AbortSignal | undefined, hash: Hash | undefined): Promise<number> {
+  let at = 0;
   const emit = async (data: Uint8Array) => {
     signal?.throwIfAborted();
     // Hash while the write runs on the thread pool: the two overlap instead of adding up.
@@ -52,7 +68,7 @@ export async function writeSegments(
       await copyFile(segment.file, segment.size, emit, signal);
     }
   }
-  return at - position;
+  return at;
 }
 
 async function copyFile(path: string, size: number, emit: (data: Uint8Array) => Promise<void>, signal?: AbortSignal): Promise<void> {

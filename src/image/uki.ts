@@ -1,10 +1,9 @@
 // Assembles a Unified Kernel Image: systemd-stub plus .osrel, .cmdline, .initrd and .linux sections,
 // laid out here from the stub's own headers and written by one of two writers (UKI_WRITERS).
-import { createHash } from 'node:crypto';
-import { chmod, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestFile } from './file-digest.js';
-import { segmentLength, writeSegments, type Segment } from './segments.js';
+import { segmentLength, writeFileFromSegments, type Segment, type WrittenFile } from './segments.js';
 import { initramfsSegments } from './initramfs.js';
 import {
   alignUp,
@@ -85,14 +84,14 @@ export interface AssembleUkiOptions {
   kernelPath: string;
   /** The initramfs as one file... */
   initrdPath?: string;
-  /** ...or as base ‖ padding ‖ overlay, embedded without writing an initramfs file first. */
+  /** ...or as base ‖ padding ‖ overlay: streamed into the UKI by the direct writer, written to one file in `workDir` for objcopy. */
   initrd?: { basePath: string; overlay: Buffer | null };
   cmdline: string;
   osRelease: string;
   outPath: string;
   workDir: string;
   signal?: AbortSignal;
-  /** Also return the SHA-256 of the UKI, computed while it is written. */
+  /** Also return the SHA-256 of the UKI: hashed while writing by the direct writer, read back after objcopy. */
   digest?: boolean;
   /** DEFAULT_UKI_WRITER when not given. */
   writer?: UkiWriter;
@@ -109,11 +108,6 @@ export interface AssembleUkiOptions {
 export const UKI_WRITERS = ['objcopy', 'direct'] as const;
 export type UkiWriter = (typeof UKI_WRITERS)[number];
 export const DEFAULT_UKI_WRITER: UkiWriter = 'objcopy';
-
-export interface WrittenFile {
-  bytes: number;
-  sha256?: string;
-}
 
 export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
   opts.signal?.throwIfAborted();
@@ -146,15 +140,7 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
   try {
     if ((opts.writer ?? DEFAULT_UKI_WRITER) === 'direct') {
       const segments = await directUkiSegments(stubPath, stub, plan, data);
-      const hash = opts.digest ? createHash('sha256') : undefined;
-      const out = await open(opts.outPath, 'w');
-      let bytes: number;
-      try {
-        bytes = await writeSegments(out, 0, segments, { signal: opts.signal, hash });
-      } finally {
-        await out.close();
-      }
-      return { bytes, sha256: hash?.digest('hex') };
+      return await writeFileFromSegments(opts.outPath, segments, { signal: opts.signal, digest: opts.digest });
     }
     await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, data, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
     return opts.digest ? await digestFile(opts.outPath) : { bytes: (await stat(opts.outPath)).size };
@@ -251,12 +237,7 @@ async function writeUkiObjcopy(args: {
     } else {
       // objcopy needs the initramfs as one file.
       initrdPath = join(dir, 'uki-initrd');
-      const out = await open(initrdPath, 'w');
-      try {
-        await writeSegments(out, 0, args.data.initrd, { signal: args.signal });
-      } finally {
-        await out.close();
-      }
+      await writeFileFromSegments(initrdPath, args.data.initrd, { signal: args.signal });
     }
     const files: Record<string, string> = {
       '.osrel': osrelPath,
