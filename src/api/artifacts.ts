@@ -5,9 +5,10 @@
 import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { BuildRegistry } from '../builds/registry.js';
-import { ARTIFACT_FILES, type ArtifactKind } from '../builds/pipeline.js';
+import type { BuildRecord, BuildRegistry } from '../builds/registry.js';
+import { ARTIFACT_FILES, type ArtifactKind } from '../image/artifacts.js';
 import type { Metrics } from '../metrics.js';
+import { PromiseCache } from '../concurrency/promise-cache.js';
 import type { AccessPolicy } from './acl.js';
 import { evaluateConditional, type Representation } from './http-conditional.js';
 
@@ -39,12 +40,15 @@ interface OpenArtifact extends Representation {
 }
 
 export class ArtifactServer {
-  private readonly open = new Map<string, Promise<OpenArtifact | null>>();
+  /** Descriptors by `${id}/${kind}`, opened on first request and kept until the build is removed. */
+  private readonly open = new PromiseCache<string, OpenArtifact>();
+  /** Records whose files are leaving: between removal notice and the record's disappearance nothing may reopen them. */
+  private readonly retiredRecords = new WeakSet<BuildRecord>();
 
   constructor(
     private readonly deps: { registry: BuildRegistry; metrics: Metrics; policy: AccessPolicy; logger: Logger },
   ) {
-    deps.registry.onRemoved((id) => this.retire(id));
+    deps.registry.onRemoved((id) => void this.retire(id));
   }
 
   /** True when the URL belongs to this server (then the response is handled here). */
@@ -177,40 +181,33 @@ export class ArtifactServer {
     next();
   }
 
-  private acquire(id: string, kind: ArtifactKind): Promise<OpenArtifact | null> {
+  private async acquire(id: string, kind: ArtifactKind): Promise<OpenArtifact | null> {
     const record = this.deps.registry.get(id);
-    if (!record || record.state !== 'completed' || !record.artifacts) return Promise.resolve(null);
-    const key = `${id}/${kind}`;
-    let pending = this.open.get(key);
-    if (!pending) {
-      const published = record.artifacts[kind];
-      const completedAt = new Date(record.completedAt ?? record.createdAt);
+    if (!record || record.state !== 'completed' || !record.artifacts || this.retiredRecords.has(record)) return null;
+    const published = record.artifacts[kind];
+    const a = await this.open.get(`${id}/${kind}`, async () => {
       // A raw descriptor, not a FileHandle: a FileHandle closes itself when garbage-collected.
-      pending = openFd(this.deps.registry.artifactPath(id, kind)).then((fd) => {
-        const cacheHeaders = {
-          ETag: `"${published.sha256}"`,
-          'Last-Modified': completedAt.toUTCString(),
-          'Cache-Control': 'public, max-age=31536000, immutable',
-        };
-        return {
-          fd,
-          size: published.size,
-          etag: cacheHeaders.ETag,
-          lastModifiedMs: Math.floor(completedAt.getTime() / 1000) * 1000,
-          headers: { 'Content-Type': CONTENT_TYPE[kind], 'Content-Length': String(published.size), 'Accept-Ranges': 'bytes', ...cacheHeaders },
-          notModifiedHeaders: cacheHeaders,
-          users: 0,
-          retired: false,
-        };
-      });
-      pending.catch(() => this.open.delete(key));
-      this.open.set(key, pending);
-    }
-    return pending.then((a) => {
-      if (!a || a.retired) return null;
-      a.users++;
-      return a;
+      const fd = await openFd(this.deps.registry.artifactPath(id, kind));
+      const completedAt = new Date(record.completedAt ?? record.createdAt);
+      const cacheHeaders = {
+        ETag: `"${published.sha256}"`,
+        'Last-Modified': completedAt.toUTCString(),
+        'Cache-Control': 'public, max-age=31536000, immutable',
+      };
+      return {
+        fd,
+        size: published.size,
+        etag: cacheHeaders.ETag,
+        lastModifiedMs: Math.floor(completedAt.getTime() / 1000) * 1000,
+        headers: { 'Content-Type': CONTENT_TYPE[kind], 'Content-Length': String(published.size), 'Accept-Ranges': 'bytes', ...cacheHeaders },
+        notModifiedHeaders: cacheHeaders,
+        users: 0,
+        retired: false,
+      };
     });
+    if (a.retired) return null;
+    a.users++;
+    return a;
   }
 
   private release(a: OpenArtifact): void {
@@ -219,31 +216,26 @@ export class ArtifactServer {
   }
 
   /** Stops serving a build's files; descriptors close once in-flight responses finish. */
-  private retire(id: string): void {
-    for (const kind of ['uki', 'iso'] as const) {
-      const key = `${id}/${kind}`;
-      const pending = this.open.get(key);
-      if (!pending) continue;
-      this.open.delete(key);
-      pending.then((a) => {
+  private async retire(id: string): Promise<void> {
+    const record = this.deps.registry.get(id);
+    if (record) this.retiredRecords.add(record);
+    await Promise.all(
+      Object.keys(ARTIFACT_FILES).map(async (kind) => {
+        const key = `${id}/${kind}`;
+        const pending = this.open.peek(key);
+        if (!pending) return;
+        this.open.delete(key);
+        const a = await pending.catch(() => null);
         if (!a) return;
         a.retired = true;
-        if (a.users === 0) fs.close(a.fd, () => {});
-      }, () => {});
-    }
+        if (a.users === 0) await new Promise((resolve) => fs.close(a.fd, resolve));
+      }),
+    );
   }
 
-  /** Closes every descriptor (service shutdown). */
+  /** Closes every descriptor (service shutdown, after the listeners have stopped). */
   async closeAll(): Promise<void> {
-    const all = [...this.open.values()];
-    this.open.clear();
-    for (const p of all) {
-      const a = await p.catch(() => null);
-      if (a) {
-        a.retired = true;
-        if (a.users === 0) fs.closeSync(a.fd);
-      }
-    }
+    await Promise.all(this.deps.registry.list().map((record) => this.retire(record.id)));
   }
 }
 

@@ -34,6 +34,21 @@ describe.skipIf(!ready)('artifact serving', () => {
   });
   afterAll(() => svc?.close());
 
+  // First, while no request has opened boot.iso yet: a failed open is not remembered.
+  test('a completed build whose file cannot be opened answers 500, and serves it once it is back', async () => {
+    const file = path.join(svc.dataDir, 'builds', id, 'boot.iso');
+    fs.renameSync(file, `${file}.away`);
+    try {
+      const res = await raw(isoUrl, {}, 'HEAD');
+      expect(res.status).toBe(500);
+    } finally {
+      fs.renameSync(`${file}.away`, file);
+    }
+    const back = await raw(isoUrl, {}, 'HEAD');
+    expect(back.status).toBe(200);
+    expect(back.headers['content-length']).toBe(String(iso.length));
+  });
+
   test('HEAD answers 200 with the exact length and no body', async () => {
     for (const [url, file, type] of [[ukiUrl, uki, 'application/efi'], [isoUrl, iso, 'application/x-iso9660-image']] as const) {
       const res = await raw(url, {}, 'HEAD');
@@ -183,5 +198,28 @@ describe.skipIf(!ready)('artifact serving', () => {
     // two holding If-Range validators and a holding If-Match
     expect(text.split('\n')).toContain(`uod_artifact_bytes_served_total{file="boot.iso"} ${iso.length}`);
     expect(text.split('\n')).toContain('uod_http_requests_total{method="GET",route="/artifacts/:id/:file",status="206"} 8');
+  });
+
+  // Last: it deletes the build.
+  test("a deleted build answers 404 at once, also while its files are being removed; built again, it is served with the new build's Last-Modified", async () => {
+    expect((await raw(isoUrl, { range: 'bytes=0-0' })).status).toBe(206);
+    const deleting = api(`${svc.url}/api/v1/builds/${id}`, { method: 'DELETE' });
+    let deleted = false;
+    void deleting.then(() => (deleted = true));
+    // Reads racing the deletion may be served until it starts, never reopen the files once it has.
+    const during: number[] = [];
+    while (!deleted) during.push((await raw(isoUrl, {}, 'HEAD')).status);
+    expect((await deleting).status).toBe(204);
+    expect(during.join(' ')).toMatch(/^(200 ?)*(404 ?)*$/);
+    expect((await raw(isoUrl, {}, 'HEAD')).status).toBe(404);
+    // Into the next second, so that a stale Last-Modified would show.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 10));
+    const again = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest() });
+    expect(again.body.id).toBe(id);
+    const rebuilt = await waitForBuild(svc.url, id);
+    const res = await raw(isoUrl);
+    expect(res.status).toBe(200);
+    expect(res.headers['last-modified']).toBe(new Date(rebuilt.completedAt).toUTCString());
+    expect(res.body.equals(iso)).toBe(true);
   });
 });
