@@ -1,5 +1,6 @@
-// The service as an operator runs it (`node dist/cli.js serve`): the shutdown drain, builds resumed
-// after a graceful stop, and clients that half-close their connection after the request.
+// The service as an operator runs it (`node dist/cli.js serve`): explicit and default public URLs,
+// every option's environment variable, SIGINT and SIGTERM, the shutdown drain, builds resumed after a
+// graceful stop, and clients that half-close their connection after the request.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -8,7 +9,9 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { OPTIONS, type OptionKey } from '../../src/config.js';
 import { SHUTDOWN_DRAIN_MS } from '../../src/service.js';
 import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
 import { BASE_ARTIFACTS, serviceTempDir, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
@@ -61,9 +64,17 @@ async function halfClosedRequest(url: string, method: string, target: string, js
   return { statusLine, headers, body: split < 0 ? '' : text.slice(split + 4) };
 }
 
+const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+
 /** The service's JSON log lines. */
 function logLines(svc: { logs(): string }): Array<Record<string, unknown>> {
   return svc.logs().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function logLine(svc: { logs(): string }, msg: string): Record<string, unknown> {
+  const line = logLines(svc).find((l) => l.msg === msg);
+  if (!line) throw new Error(`no "${msg}" line in the log:\n${svc.logs()}`);
+  return line;
 }
 
 /** Resolves with the error code of a fresh connection attempt, or "connected". */
@@ -91,6 +102,120 @@ async function submit(url: string, request: Record<string, unknown>): Promise<st
   expect(res.status, res.text).toBe(202);
   return res.body.id as string;
 }
+
+describe.skipIf(!ready)('public URLs', () => {
+  test('--public-url and --public-tls-url are the bases of statusUrl, Location and the artifact URLs', async () => {
+    const svc = await startService({
+      args: [...tlsFlags(), '--uki-writer', 'direct', '--public-url', 'http://uod.example:8080/prefix/', '--public-tls-url', 'https://uod-tls.example'],
+    });
+    expect(logLine(svc, 'listening')).toMatchObject({ publicUrl: 'http://uod.example:8080/prefix', publicTlsUrl: 'https://uod-tls.example' });
+
+    const post = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ cmdline: 'console=ttyS0 explicit-urls' }) });
+    const id = post.body.id as string;
+    expect(post.status).toBe(202);
+    expect(post.body.statusUrl).toBe(`http://uod.example:8080/prefix/api/v1/builds/${id}`);
+    expect(post.headers.location).toBe(`http://uod.example:8080/prefix/api/v1/builds/${id}`);
+    const tlsId = await submit(svc.url, tinyRequest({ cmdline: 'console=ttyS0 explicit-urls', tlsArtifacts: true }));
+
+    expect((await waitForBuild(svc.url, id)).artifacts).toEqual({
+      ukiUrl: `http://uod.example:8080/prefix/artifacts/${id}/uki.efi`,
+      isoUrl: `http://uod.example:8080/prefix/artifacts/${id}/boot.iso`,
+    });
+    expect((await waitForBuild(svc.url, tlsId)).artifacts).toEqual({
+      ukiUrl: `https://uod-tls.example/artifacts/${tlsId}/uki.efi`,
+      isoUrl: `https://uod-tls.example/artifacts/${tlsId}/boot.iso`,
+    });
+    const list = (await api(`${svc.url}/api/v1/builds`)).body as Array<{ id: string; artifacts: { isoUrl: string } }>;
+    expect(list.map((b) => [b.id, b.artifacts.isoUrl]).sort()).toEqual(
+      [[id, `http://uod.example:8080/prefix/artifacts/${id}/boot.iso`], [tlsId, `https://uod-tls.example/artifacts/${tlsId}/boot.iso`]].sort(),
+    );
+  });
+
+  test('without them, the URLs name the ports the port-0 listeners bound, and reach the service', async () => {
+    const svc = await startService({ args: [...tlsFlags('127.0.0.1:0'), '--uki-writer', 'direct'] });
+    const tlsUrl = svc.tlsUrl as string;
+    expect(svc.url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(tlsUrl).toMatch(/^https:\/\/127\.0\.0\.1:[1-9]\d*$/);
+    expect(logLine(svc, 'listening')).toMatchObject({ publicUrl: svc.url, publicTlsUrl: tlsUrl });
+
+    const post = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ cmdline: 'console=ttyS0 default-urls', tlsArtifacts: true }) });
+    expect(post.body.statusUrl).toBe(`${svc.url}/api/v1/builds/${post.body.id}`);
+    const done = await waitForBuild(svc.url, post.body.id);
+    expect((await api(post.body.statusUrl)).body).toEqual(done);
+    expect(done.artifacts.isoUrl).toBe(`${tlsUrl}/artifacts/${post.body.id}/boot.iso`);
+    const head = await api(done.artifacts.isoUrl, { method: 'HEAD', dispatcher: insecure });
+    expect(head.status).toBe(200);
+  });
+});
+
+describe.skipIf(!ready)('every option is read from its environment variable', () => {
+  test('a service started without flags takes each value from the environment', async () => {
+    const { cert, key } = selfSignedCert();
+    const dataDir = serviceTempDir('env-data');
+    const baseArtifacts = baseDirWith('vmlinuz-amd64', 'initramfs-tiny-amd64.img');
+    const values: Record<OptionKey, string> = {
+      listen: '127.0.0.3:0',
+      tlsListen: '127.0.0.1:0',
+      tlsCert: cert,
+      tlsKey: key,
+      publicUrl: 'http://uod-env.example:8080/env',
+      publicTlsUrl: 'https://uod-env.example:8443',
+      dataDir,
+      baseArtifacts,
+      trustedCidrs: '127.0.0.1/32,192.0.2.0/24',
+      buildConcurrency: '1',
+      queueSize: '1',
+      maxBodyBytes: '4096',
+      maxFiles: '2',
+      ukiWriter: 'direct',
+      logLevel: 'debug',
+    };
+    const env = Object.fromEntries(Object.entries(values).map(([k, v]) => [OPTIONS[k as OptionKey].env, v]));
+    const svc = await startService({ listen: null, dataDir: null, baseArtifacts: null, env });
+
+    // The start-up line names every option's effective value: each is the variable's.
+    expect(logLine(svc, 'starting').config).toEqual(values);
+
+    // ...and each takes effect.
+    expect(svc.url).toMatch(/^http:\/\/127\.0\.0\.3:[1-9]\d*$/);
+    const health = await api(`${svc.tlsUrl}/healthz`, { dispatcher: insecure });
+    expect([health.status, health.text]).toEqual([200, 'ok']);
+    expect((await api(`${svc.url}/api/v1/builds`)).status).toBe(200);
+    expect((await api(`${svc.url}/api/v1/builds`, { dispatcher: new Agent({ localAddress: '127.0.0.2' }) })).status).toBe(403);
+    expect(logLines(svc).some((l) => l.level === 20 && l.msg === 'request')).toBe(true);
+
+    const tooBig = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ cmdline: 'x'.repeat(4096) }) });
+    expect(tooBig.status).toBe(413);
+    const file = (n: number) => ({ path: `/etc/f${n}`, contentBase64: '' });
+    const tooMany = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ files: [file(1), file(2), file(3)] }) });
+    expect([tooMany.status, tooMany.body.message]).toEqual([400, 'files: must have at most 2 entries']);
+    const notInBase = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ initramfs: 'initramfs-amd64.img' }) });
+    expect([notInBase.status, notInBase.body.message]).toEqual([400, 'initramfs: no base artifact named "initramfs-amd64.img" in the base artifacts directory']);
+
+    // One build runs and one waits; the third finds the queue full.
+    const posts = await Promise.all([1, 2, 3].map((n) =>
+      api(`${svc.url}/api/v1/builds`, { method: 'POST', json: tinyRequest({ cmdline: `console=ttyS0 env-${n}`, tlsArtifacts: true }) })));
+    expect(posts.map((p) => p.status).sort()).toEqual([202, 202, 503]);
+    const accepted = posts.find((p) => p.status === 202)!;
+    const id = accepted.body.id as string;
+    expect(accepted.body.statusUrl).toBe(`http://uod-env.example:8080/env/api/v1/builds/${id}`);
+    expect((await waitForBuild(svc.url, id)).artifacts.isoUrl).toBe(`https://uod-env.example:8443/artifacts/${id}/boot.iso`);
+    expect(fs.readdirSync(path.join(dataDir, 'builds', id)).sort()).toEqual(['boot.iso', 'build.json', 'uki.efi']);
+  });
+});
+
+describe('signals', () => {
+  test.each(['SIGINT', 'SIGTERM'] as const)('%s stops the service cleanly: exit code 0, listeners closed, an idle keep-alive connection does not hold it', async (signal) => {
+    const svc = await startService();
+    expect((await api(`${svc.url}/healthz`)).status).toBe(200);
+    const started = Date.now();
+    expect(await svc.stop(signal)).toBe(0);
+    expect(Date.now() - started).toBeLessThan(SHUTDOWN_DRAIN_MS / 2);
+    expect(await svc.exited).toEqual({ code: 0, signal: null });
+    expect(logLines(svc).at(-1)?.msg).toBe('stopped');
+    expect(await connectOutcome(svc.url)).toBe('ECONNREFUSED');
+  });
+});
 
 /**
  * A GET whose body stays in the socket until the test calls `res.resume()`; `ended` tells whether all
