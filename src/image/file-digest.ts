@@ -1,5 +1,5 @@
-// Size and SHA-256 of a file read back from disk, for files that a tool rather than writeSegments
-// wrote (writeSegments hashes as it writes) and for the base artifacts.
+// Size and SHA-256 of a file read back from disk: for what a tool wrote (writeFileFromSegments hashes
+// as it writes) and for the base artifacts.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { CHUNK_BYTES } from './segments.js';
