@@ -1,10 +1,11 @@
 // Artifact serving as BMCs and UEFI HTTP Boot use it: HEAD, single Range reads, validators, and nothing
-// reachable except the two files of a completed build.
+// reachable except the two files of a completed build. Every response is checked against openapi.yaml.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { request } from 'undici';
+import { checkEveryResponse } from '../support/openapi.js';
 import { api, haveBaseArtifacts, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
 
 const ready = haveBaseArtifacts();
@@ -33,6 +34,7 @@ describe.skipIf(!ready)('artifact serving', () => {
     iso = fs.readFileSync(path.join(svc.dataDir, 'builds', id, 'boot.iso'));
   });
   afterAll(() => svc?.close());
+  const spec = checkEveryResponse();
 
   // First, while no request has opened boot.iso yet: a failed open is not remembered.
   test('a completed build whose file cannot be opened answers 500, and serves it once it is back', async () => {
@@ -186,10 +188,13 @@ describe.skipIf(!ready)('artifact serving', () => {
     expect((await raw(`${isoUrl}?x=1`, {}, 'HEAD')).status).toBe(200);
   });
 
-  test('other methods on artifacts are refused', async () => {
-    const res = await api(ukiUrl, { method: 'DELETE' });
-    expect(res.status).toBe(405);
-    expect(res.headers.allow).toBe('GET, HEAD');
+  test('other methods on artifacts are refused with 405', async () => {
+    for (const method of ['DELETE', 'PUT', 'POST', 'PATCH', 'OPTIONS']) {
+      const res = await api(ukiUrl, { method });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.allow).toBe('GET, HEAD');
+      expect(res.body).toEqual({ message: `method ${method} not allowed on artifacts; use GET or HEAD` });
+    }
   });
 
   test('bytes served are counted in /metrics', async () => {
@@ -198,6 +203,26 @@ describe.skipIf(!ready)('artifact serving', () => {
     // two holding If-Range validators and a holding If-Match
     expect(text.split('\n')).toContain(`uod_artifact_bytes_served_total{file="boot.iso"} ${iso.length}`);
     expect(text.split('\n')).toContain('uod_http_requests_total{method="GET",route="/artifacts/:id/:file",status="206"} 8');
+  });
+
+  test('every kind of artifact response was checked against openapi.yaml', () => {
+    const seen = new Set(spec.checked.filter((c) => c.includes('/artifacts/')));
+    expect([...seen].sort()).toEqual([
+      'DELETE /artifacts/{id}/{filename} (x-other-methods) 405',
+      'GET /artifacts/{id}/{filename} 200',
+      'GET /artifacts/{id}/{filename} 206',
+      'GET /artifacts/{id}/{filename} 304',
+      'GET /artifacts/{id}/{filename} 404',
+      'GET /artifacts/{id}/{filename} 412',
+      'GET /artifacts/{id}/{filename} 416',
+      'HEAD /artifacts/{id}/{filename} 200',
+      'HEAD /artifacts/{id}/{filename} 304',
+      'HEAD /artifacts/{id}/{filename} 500',
+      'OPTIONS /artifacts/{id}/{filename} (x-other-methods) 405',
+      'PATCH /artifacts/{id}/{filename} (x-other-methods) 405',
+      'POST /artifacts/{id}/{filename} (x-other-methods) 405',
+      'PUT /artifacts/{id}/{filename} (x-other-methods) 405',
+    ]);
   });
 
   // Last: it deletes the build.
