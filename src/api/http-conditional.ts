@@ -108,8 +108,9 @@ function evaluateRange(value: string, size: number): ConditionalOutcome {
   const { first, last } = specs[0] as { first: bigint | null; last: bigint | null };
   const length = BigInt(size);
   if (first === null) {
-    if (last === 0n || size === 0) return { status: 416, reason: `unsatisfiable suffix range for a ${size}-byte file` };
-    return { status: 206, start: Number(last! >= length ? 0n : length - last!), end: size - 1 };
+    const suffix = last as bigint;
+    if (suffix === 0n || size === 0) return { status: 416, reason: `unsatisfiable suffix range for a ${size}-byte file` };
+    return { status: 206, start: suffix >= length ? 0 : Number(length - suffix), end: size - 1 };
   }
   if (first >= length) return { status: 416, reason: `range starts at ${first}, beyond the ${size}-byte file` };
   return { status: 206, start: Number(first), end: last === null || last >= length ? size - 1 : Number(last) };

@@ -102,7 +102,7 @@ export interface ObservedResponse {
 }
 
 /** The document's path for a request path (query string ignored), or undefined. */
-export function templateFor(requestPath: string): string | undefined {
+function templateFor(requestPath: string): string | undefined {
   const p = requestPath.split('?', 1)[0] as string;
   return TEMPLATES.find((t) => t.pattern.test(p))?.template;
 }
