@@ -28,12 +28,13 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const service = await startService(config);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  // Listened for before starting, so that a signal during start-up also ends in a graceful stop.
+  const stopRequested = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
   });
+  const service = await startService(config);
+  await stopRequested;
   await service.close();
   return 0;
 }

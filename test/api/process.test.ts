@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { OPTIONS, type OptionKey } from '../../src/config.js';
 import { SHUTDOWN_DRAIN_MS } from '../../src/service.js';
 import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
-import { BASE_ARTIFACTS, serviceTempDir, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
+import { BASE_ARTIFACTS, serviceTempDir, spawnService, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
 
 const ready = haveBaseArtifacts();
 
@@ -214,6 +214,15 @@ describe('signals', () => {
     expect(await svc.exited).toEqual({ code: 0, signal: null });
     expect(logLines(svc).at(-1)?.msg).toBe('stopped');
     expect(await connectOutcome(svc.url)).toBe('ECONNREFUSED');
+  });
+
+  test('SIGTERM during start-up also ends in a graceful stop (exit code 0)', async () => {
+    const spawned = spawnService();
+    for (let i = 0; i < 2000 && !spawned.logs().includes('"msg":"starting"'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(spawned.logs()).not.toContain('"msg":"listening"');
+    spawned.proc.kill('SIGTERM');
+    expect(await spawned.exited).toEqual({ code: 0, signal: null });
+    expect(logLines(spawned).map((l) => l.msg).slice(-2)).toEqual(['listening', 'stopped']);
   });
 });
 
