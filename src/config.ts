@@ -6,7 +6,7 @@ import path from 'node:path';
 import { DEFAULT_UKI_WRITER, UKI_WRITERS } from './image/uki.js';
 import { parseCidrList } from './net/cidr.js';
 
-export interface HostPort {
+interface HostPort {
   host: string;
   port: number;
 }
@@ -35,7 +35,7 @@ function option<T, D extends string | null>(spec: Option<T, D>): Option<T, D> {
   return spec;
 }
 
-export function parseHostPort(raw: string): HostPort {
+function parseHostPort(raw: string): HostPort {
   // IPv6 literals come bracketed ("[::1]:8080") so the last colon is unambiguous.
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(raw);
   const port = m ? Number(m[3]) : NaN;
