@@ -11,8 +11,10 @@ import time
 host, port, target, byte_range, rate, rcvbuf, deadline = sys.argv[1:8]
 port, rate, rcvbuf, deadline = int(port), int(rate), int(rcvbuf), float(deadline)
 
+# pacedBytes: the body bytes read at `rate` (all but those that came with the headers);
+# bodySeconds: from the end of the headers to the last byte.
 result = {"status": None, "contentLength": None, "bodyLength": 0, "sha256": None, "seconds": None,
-          "eof": False, "error": None, "rcvbuf": None}
+          "pacedBytes": None, "bodySeconds": None, "eof": False, "error": None, "rcvbuf": None}
 start = time.monotonic()
 try:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -37,6 +39,7 @@ try:
     result["contentLength"] = length
     digest = hashlib.sha256(body)
     got = len(body)
+    result["pacedBytes"] = length - got
     body_start = time.monotonic()
     while got < length:
         if time.monotonic() - start > deadline:
@@ -52,6 +55,7 @@ try:
         digest.update(chunk)
         got += len(chunk)
     result["bodyLength"] = got
+    result["bodySeconds"] = round(time.monotonic() - body_start, 3)
     result["sha256"] = digest.hexdigest()
     s.close()
 except Exception as e:  # reported, not raised: the test decides what is a failure
