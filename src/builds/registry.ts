@@ -4,8 +4,9 @@
 import type { Logger } from 'pino';
 import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
 import type { ArtifactKind } from '../image/artifacts.js';
+import { KeyedSerializer } from '../concurrency/keyed-serializer.js';
 import { StorageError } from '../storage/errors.js';
-import { FileBuildStore, type BuildRecord, type BuildState, type BuildStore } from './build-store.js';
+import { FileBuildStore, type BuildRecord, type BuildState, type BuildStore, type PublishedArtifact } from './build-store.js';
 import { computeBuildId } from './build-id.js';
 import type { BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
@@ -19,7 +20,10 @@ export interface BuildObserver {
 
 interface Entry {
   record: BuildRecord;
-  /** Settles once the record's current state is on disk. */
+  /**
+   * Settles once the record's current state is on disk; rejects with a StorageError if it could not be
+   * written (a failed record's write is logged instead: the failure stands either way).
+   */
   persisted: Promise<void>;
   abort?: AbortController;
   run?: Promise<void>;
@@ -30,6 +34,8 @@ export class BuildRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly removedListeners: Array<(id: string) => void> = [];
   private readonly store: BuildStore;
+  /** Every change to a build's files runs after the changes issued before it, so the disk sees them in that order. */
+  private readonly changes = new KeyedSerializer<string>();
 
   constructor(
     private readonly deps: ({ store: BuildStore } | { dataDir: string }) & {
@@ -43,7 +49,7 @@ export class BuildRegistry {
     this.store = 'store' in deps ? deps.store : new FileBuildStore(deps.dataDir, deps.logger);
   }
 
-  /** Called with the id whenever a build's files leave the disk (delete, purge, re-run). */
+  /** Called with the id whenever a build's files leave the disk (delete, purge, failure). */
   onRemoved(listener: (id: string) => void): void {
     this.removedListeners.push(listener);
   }
@@ -93,12 +99,11 @@ export class BuildRegistry {
     }
 
     // From the lookup above to entries.set below nothing awaits: concurrent identical submissions
-    // find this entry and share the build.
+    // find this entry and share the build, and its record is written after everything issued before.
     const ticket = this.deps.queue.reserve();
     const record: BuildRecord = { id, state: 'pending', createdAt: new Date().toISOString(), request, bases };
     const previous = this.entries.get(id);
-    const entry: Entry = { record, persisted: this.store.write(record) };
-    this.entries.set(id, entry);
+    const entry = this.newEntry(record);
     try {
       await entry.persisted;
     } catch (err) {
@@ -110,10 +115,10 @@ export class BuildRegistry {
           this.entries.set(id, previous);
         } else {
           this.entries.delete(id);
-          await this.store.remove(id).catch(() => {});
+          await this.onDisk(id, (store) => store.remove(id)).catch(() => {});
         }
       }
-      throw new StorageError(`cannot record the build: ${(err as Error).message}`);
+      throw err;
     }
     this.deps.logger.info({ buildId: id }, 'build accepted');
     ticket.start(() => this.runEntry(entry));
@@ -128,7 +133,7 @@ export class BuildRegistry {
       await entry.run?.catch(() => {});
       await entry.persisted.catch(() => {});
       this.notifyRemoved(id);
-      await this.store.remove(id);
+      await this.onDisk(id, (store) => store.remove(id));
       this.entries.delete(id);
       this.deps.logger.info({ buildId: id }, 'build deleted');
     })();
@@ -151,8 +156,7 @@ export class BuildRegistry {
       }
       if (requeue) {
         const fresh: BuildRecord = { id: record.id, state: 'pending', createdAt: record.createdAt, request: record.request, bases: record.bases };
-        const entry: Entry = { record: fresh, persisted: this.store.write(fresh) };
-        this.entries.set(record.id, entry);
+        const entry = this.newEntry(fresh);
         await entry.persisted;
         this.deps.queue.enqueue(() => this.runEntry(entry));
       } else {
@@ -171,6 +175,36 @@ export class BuildRegistry {
     await Promise.all(runs);
   }
 
+  private onDisk<T>(id: string, change: (store: BuildStore) => Promise<T>): Promise<T> {
+    return this.changes.run(id, () => change(this.store));
+  }
+
+  /** Makes `record` the entry's state and issues its write. */
+  private persist(entry: Entry, record: BuildRecord): void {
+    entry.record = record;
+    entry.persisted = this.onDisk(record.id, (store) => store.write(record)).catch((err: Error) => {
+      throw new StorageError(`cannot record the build: ${err.message}`);
+    });
+  }
+
+  private newEntry(record: BuildRecord): Entry {
+    const entry = { record } as Entry;
+    this.persist(entry, record);
+    this.entries.set(record.id, entry);
+    return entry;
+  }
+
+  /** Marks the build failed and issues its record's write; the promise settles when it is on disk (or logged as not). */
+  private fail(entry: Entry, error: string): Promise<void> {
+    const { artifacts: _dropped, ...rest } = entry.record;
+    const failed: BuildRecord = { ...rest, state: 'failed', completedAt: new Date().toISOString(), error };
+    entry.record = failed;
+    entry.persisted = this.onDisk(failed.id, (store) => store.write(failed)).catch((err) =>
+      this.deps.logger.error({ buildId: failed.id, err }, 'cannot record build failure'),
+    );
+    return entry.persisted;
+  }
+
   private notifyRemoved(id: string): void {
     for (const l of this.removedListeners) l(id);
   }
@@ -183,34 +217,20 @@ export class BuildRegistry {
   }
 
   private async execute(entry: Entry, signal: AbortSignal): Promise<void> {
-    const { logger, catalog, pipeline, observer } = this.deps;
+    const { logger, observer } = this.deps;
     const id = entry.record.id;
     const started = Date.now();
     const running: BuildRecord = { ...entry.record, state: 'running', startedAt: new Date(started).toISOString() };
-    entry.record = running;
-    entry.persisted = this.store.write(running);
+    this.persist(entry, running);
     logger.info({ buildId: id }, 'build started');
 
-    let workDir: string | null = null;
     try {
       await entry.persisted;
-      workDir = await this.store.createWorkDir(id);
-      const { request, bases } = running;
-      const [kernel, initramfs] = await Promise.all([
-        catalog.resolveKernel(request.kernel, request.architecture),
-        catalog.resolveInitramfs(request.initramfs),
-      ]);
-      if (kernel.sha256 !== bases.kernelSha256 || initramfs.sha256 !== bases.initramfsSha256) {
-        throw new Error('a base artifact changed since this build was requested; submit the request again for a new build');
-      }
-      const produced = await pipeline.run({ id, request, kernelPath: kernel.path, initramfsPath: initramfs.path, workDir, signal });
+      const artifacts = await this.produce(running, signal);
       signal.throwIfAborted();
-
-      // Publish: make the bytes durable, then move them into place; the record flips to completed last.
-      const artifacts = await this.store.publish(id, produced);
-      signal.throwIfAborted();
+      // The bytes are durable and in place before the record says completed.
       const completed: BuildRecord = { ...running, state: 'completed', completedAt: new Date().toISOString(), artifacts };
-      await this.store.write(completed);
+      await this.onDisk(id, (store) => store.write(completed));
       entry.record = completed;
       entry.persisted = Promise.resolve();
       observer?.finished('completed', (Date.now() - started) / 1000);
@@ -221,17 +241,37 @@ export class BuildRegistry {
         return;
       }
       const message = (err as Error).message || String(err);
-      const failed: BuildRecord = { ...running, state: 'failed', completedAt: new Date().toISOString(), error: message };
-      delete failed.artifacts;
-      entry.record = failed;
-      // Nothing of a failed build stays reachable; the record explains why.
+      // Nothing of a failed build stays reachable; the record explains why. The removal and the record
+      // are issued at once, before a resubmission (which sees the failed state) can issue its own.
       this.notifyRemoved(id);
-      await this.store.removeArtifacts(id);
-      entry.persisted = this.store.write(failed).catch((e) => logger.error({ buildId: id, err: e }, 'cannot record build failure'));
+      const removed = this.onDisk(id, (store) => store.removeArtifacts(id)).catch((e) =>
+        logger.error({ buildId: id, err: e }, 'cannot remove the artifacts of a failed build'),
+      );
+      await Promise.all([removed, this.fail(entry, message)]);
       observer?.finished('failed', (Date.now() - started) / 1000);
       logger.warn({ buildId: id, error: message }, 'build failed');
+    }
+  }
+
+  /** Runs the pipeline in a work directory of its own and publishes what it made. */
+  private async produce(record: BuildRecord, signal: AbortSignal): Promise<Record<ArtifactKind, PublishedArtifact>> {
+    const { catalog, pipeline } = this.deps;
+    const { id, request, bases } = record;
+    const workDir = await this.store.createWorkDir(id);
+    try {
+      const [kernel, initramfs] = await Promise.all([
+        catalog.resolveKernel(request.kernel, request.architecture),
+        catalog.resolveInitramfs(request.initramfs),
+      ]);
+      if (kernel.sha256 !== bases.kernelSha256 || initramfs.sha256 !== bases.initramfsSha256) {
+        throw new Error('a base artifact changed since this build was requested; submit the request again for a new build');
+      }
+      const produced = await pipeline.run({ id, request, kernelPath: kernel.path, initramfsPath: initramfs.path, workDir, signal });
+      signal.throwIfAborted();
+      return await this.onDisk(id, (store) => store.publish(id, produced));
     } finally {
-      if (workDir) await this.store.removeWorkDir(workDir);
+      // tmp/ is emptied at the next start in any case.
+      await this.store.removeWorkDir(workDir).catch((err) => this.deps.logger.warn({ buildId: id, err }, 'cannot remove work directory'));
     }
   }
 }
