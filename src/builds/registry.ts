@@ -49,7 +49,7 @@ export class BuildRegistry {
     this.store = 'store' in deps ? deps.store : new FileBuildStore(deps.dataDir, deps.logger);
   }
 
-  /** Called with the id whenever a build's files leave the disk (delete, purge, failure). */
+  /** Called with the id whenever a build's files leave the disk (delete, purge, failure, re-run). */
   onRemoved(listener: (id: string) => void): void {
     this.removedListeners.push(listener);
   }
@@ -125,24 +125,22 @@ export class BuildRegistry {
     return record;
   }
 
+  /** False if there is no such build. Throws StorageError if its files could not all be removed. */
   async delete(id: string): Promise<boolean> {
     const entry = this.entries.get(id);
     if (!entry) return false;
-    entry.deleting ??= (async () => {
-      entry.abort?.abort(new Error('build deleted'));
-      await entry.run?.catch(() => {});
-      await entry.persisted.catch(() => {});
-      this.notifyRemoved(id);
-      await this.onDisk(id, (store) => store.remove(id));
-      this.entries.delete(id);
-      this.deps.logger.info({ buildId: id }, 'build deleted');
-    })();
+    entry.deleting ??= this.remove(entry).finally(() => {
+      entry.deleting = undefined;
+    });
     await entry.deleting;
     return true;
   }
 
+  /** Deletes every build; throws the first StorageError once all have been tried. */
   async purge(): Promise<void> {
-    await Promise.all([...this.entries.keys()].map((id) => this.delete(id)));
+    const results = await Promise.allSettled([...this.entries.keys()].map((id) => this.delete(id)));
+    const failure = results.find((r) => r.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 
   /** Reloads every record, re-queues unfinished builds and clears scratch space. Call once, before listening. */
@@ -194,6 +192,26 @@ export class BuildRegistry {
     return entry;
   }
 
+  private async remove(entry: Entry): Promise<void> {
+    const { logger } = this.deps;
+    const id = entry.record.id;
+    entry.abort?.abort(new Error('build deleted'));
+    await entry.run?.catch(() => {});
+    await entry.persisted.catch(() => {});
+    this.notifyRemoved(id);
+    try {
+      await this.onDisk(id, (store) => store.remove(id));
+    } catch (err) {
+      // Whatever is left is never served again, and resubmitting the request builds it afresh.
+      const message = (err as Error).message;
+      await this.fail(entry, `deleting the build failed (${message}); delete it again`);
+      logger.error({ buildId: id, err }, 'cannot remove build');
+      throw new StorageError(`cannot remove the build's files: ${message}`);
+    }
+    if (this.entries.get(id) === entry) this.entries.delete(id);
+    logger.info({ buildId: id }, 'build deleted');
+  }
+
   /** Marks the build failed and issues its record's write; the promise settles when it is on disk (or logged as not). */
   private fail(entry: Entry, error: string): Promise<void> {
     const { artifacts: _dropped, ...rest } = entry.record;
@@ -210,7 +228,8 @@ export class BuildRegistry {
   }
 
   private runEntry(entry: Entry): Promise<void> {
-    if (this.entries.get(entry.record.id) !== entry || entry.deleting) return Promise.resolve();
+    // A build deleted (or failed to delete) while it waited in the queue does not run.
+    if (this.entries.get(entry.record.id) !== entry || entry.deleting || entry.record.state !== 'pending') return Promise.resolve();
     entry.abort = new AbortController();
     entry.run = this.execute(entry, entry.abort.signal);
     return entry.run;

@@ -14,6 +14,7 @@ import { BuildRegistry } from '../../src/builds/registry.js';
 import { normalizeBuildRequest, type NormalizedBuildRequest } from '../../src/builds/request.js';
 import { BaseArtifactCatalog } from '../../src/catalog/base-artifacts.js';
 import type { ArtifactKind } from '../../src/image/artifacts.js';
+import { StorageError } from '../../src/storage/errors.js';
 
 // Any amd64 PE program stands in for a kernel: the catalog checks the PE machine type.
 const STAND_IN_KERNEL = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
@@ -194,5 +195,178 @@ describe('BuildRegistry: records reach the disk in the order they were made', ()
     // A crash now, and a start: the build is queued again, not reported as failed.
     const restarted = await open({ dataDir, runs: ['block'] });
     expect(restarted.registry.list().map((r) => [r.id, r.state, r.error])).toEqual([[first.id, 'running', undefined]]);
+  });
+});
+
+const ENOSPC = 'ENOSPC: no space left on device (simulated)';
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  const err = await promise.then(() => null, (e: unknown) => e as Error);
+  if (err === null) throw new Error('expected a rejection');
+  return err;
+}
+
+describe('BuildRegistry: storage failures', () => {
+  test('a record that cannot be written refuses the submission with a StorageError and leaves nothing behind', async () => {
+    const h = await open({ concurrency: 1, capacity: 0 });
+    const { registry, store, dataDir, buildDir } = h;
+    store.before = (step, id) => {
+      if (step !== 'write') return;
+      fs.mkdirSync(buildDir(id)); // as far as a real write gets before the disk is full
+      throw new Error(ENOSPC);
+    };
+    const err = await rejection(registry.submit(request()));
+    expect(err).toBeInstanceOf(StorageError);
+    expect(err.message).toBe(`cannot record the build: ${ENOSPC}`);
+    expect(registry.list()).toEqual([]);
+    expect(fs.readdirSync(path.join(dataDir, 'builds'))).toEqual([]);
+
+    // the one queue slot was given back
+    store.before = () => {};
+    const accepted = await registry.submit(request());
+    expect(accepted.state).toBe('pending');
+    expect((await settled(h, accepted.id)).state).toBe('completed');
+  });
+
+  test('identical submissions waiting for the same record all get its StorageError', async () => {
+    const h = await open();
+    const { registry, store } = h;
+    store.before = async (step) => {
+      if (step !== 'write') return;
+      await delay(20);
+      throw new Error(ENOSPC);
+    };
+    const errors = await Promise.all([rejection(registry.submit(request())), rejection(registry.submit(request()))]);
+    expect(errors.map((e) => [e instanceof StorageError, e.message])).toEqual([
+      [true, `cannot record the build: ${ENOSPC}`],
+      [true, `cannot record the build: ${ENOSPC}`],
+    ]);
+    expect(registry.list()).toEqual([]);
+  });
+
+  test('a resubmission whose record cannot be written leaves the failed build as it was', async () => {
+    const h = await open({ runs: ['fail'] });
+    const { registry, store, onDisk } = h;
+    const first = await registry.submit(request());
+    const failed = await settled(h, first.id);
+    expect(failed.error).toBe('objcopy: simulated tool failure');
+
+    store.before = (step) => {
+      if (step === 'write') throw new Error(ENOSPC);
+    };
+    const err = await rejection(registry.submit(request()));
+    expect(err).toBeInstanceOf(StorageError);
+    expect(registry.get(first.id)).toBe(failed);
+    expect(onDisk(first.id)).toEqual(failed);
+
+    store.before = () => {};
+    await registry.submit(request());
+    expect((await settled(h, first.id)).state).toBe('completed');
+  });
+
+  test('publishing that fails fails the build with the cause; only its record stays', async () => {
+    const h = await open();
+    const { registry, store, dataDir, buildDir, onDisk, removed } = h;
+    store.before = (step, id) => {
+      if (step !== 'publish') return;
+      fs.writeFileSync(store.artifactPath(id, 'uki'), 'renamed before the disk failed');
+      throw new Error('EIO: i/o error, rename (simulated)');
+    };
+    const { id } = await registry.submit(request());
+    const failed = await settled(h, id);
+    expect(failed).toMatchObject({ state: 'failed', error: 'EIO: i/o error, rename (simulated)' });
+    expect(failed.artifacts).toBeUndefined();
+    expect(onDisk(id)).toEqual(failed);
+    expect(fs.readdirSync(buildDir(id))).toEqual(['build.json']);
+    expect(fs.readdirSync(path.join(dataDir, 'tmp'))).toEqual([]);
+    expect(removed).toEqual([id]);
+  });
+
+  test('a completed record that cannot be written fails the build and takes its artifacts away', async () => {
+    const h = await open();
+    const { registry, store, buildDir, onDisk } = h;
+    store.before = (step, _id, record) => {
+      if (step === 'write' && record?.state === 'completed') throw new Error(ENOSPC);
+    };
+    const { id } = await registry.submit(request());
+    const failed = await settled(h, id);
+    expect(failed).toMatchObject({ state: 'failed', error: ENOSPC });
+    expect(onDisk(id)).toEqual(failed);
+    expect(fs.readdirSync(buildDir(id))).toEqual(['build.json']);
+  });
+
+  test('a failed record that cannot be written is logged, and the next start builds again', async () => {
+    const h = await open({ runs: ['fail'] });
+    const { registry, store, dataDir, onDisk, logs } = h;
+    store.before = (step, _id, record) => {
+      if (step === 'write' && record?.state === 'failed') throw new Error(ENOSPC);
+    };
+    const { id } = await registry.submit(request());
+    expect((await settled(h, id)).state).toBe('failed');
+    expect(onDisk(id).state).toBe('running');
+    expect(logs.filter((l) => l.level === 50).map((l) => [l.buildId, l.msg, (l.err as { message: string }).message])).toEqual([
+      [id, 'cannot record build failure', ENOSPC],
+    ]);
+
+    await registry.shutdown();
+    const restarted = await open({ dataDir });
+    expect((await settled(restarted, id)).state).toBe('completed');
+  });
+
+  test('a build whose files cannot be removed stays, failed; DELETE reports a StorageError; resubmitting or deleting again works', async () => {
+    const h = await open();
+    const { registry, store, buildDir, onDisk, removed } = h;
+    const { id } = await registry.submit(request());
+    expect((await settled(h, id)).state).toBe('completed');
+    store.before = (step) => {
+      if (step === 'remove') throw new Error('EACCES: permission denied (simulated)');
+    };
+    const err = await rejection(registry.delete(id));
+    expect(err).toBeInstanceOf(StorageError);
+    expect(err.message).toBe("cannot remove the build's files: EACCES: permission denied (simulated)");
+    expect(removed).toEqual([id]);
+    const kept = registry.get(id);
+    expect(kept).toMatchObject({ state: 'failed', error: 'deleting the build failed (EACCES: permission denied (simulated)); delete it again' });
+    expect(kept?.artifacts).toBeUndefined();
+    expect(onDisk(id)).toEqual(kept);
+
+    store.before = () => {};
+    expect((await registry.submit(request())).state).toBe('pending');
+    expect((await settled(h, id)).state).toBe('completed');
+    expect(await registry.delete(id)).toBe(true);
+    expect(registry.get(id)).toBeUndefined();
+    expect(fs.existsSync(buildDir(id))).toBe(false);
+  });
+
+  test('a queued build whose deletion failed does not run when its turn comes', async () => {
+    const h = await open({ concurrency: 1, runs: ['block'] });
+    const { registry, store, pipeline } = h;
+    const running = await registry.submit(request('console=ttyS0 running'));
+    const queued = await registry.submit(request('console=ttyS0 queued'));
+    expect(queued.state).toBe('pending');
+    store.before = (step, id) => {
+      if (step === 'remove' && id === queued.id) throw new Error('EACCES: permission denied (simulated)');
+    };
+    expect(await rejection(registry.delete(queued.id))).toBeInstanceOf(StorageError);
+    expect(await registry.delete(running.id)).toBe(true);
+    await delay(50);
+    expect(pipeline.runs).toBe(1);
+    expect(registry.list().map((r) => [r.id, r.state])).toEqual([[queued.id, 'failed']]);
+  });
+
+  test('purge tries every build and then reports the first that could not be removed', async () => {
+    const h = await open();
+    const { registry, store, buildDir } = h;
+    const a = await registry.submit(request('console=ttyS0 a'));
+    const b = await registry.submit(request('console=ttyS0 b'));
+    await settled(h, a.id);
+    await settled(h, b.id);
+    store.before = (step, id) => {
+      if (step === 'remove' && id === a.id) throw new Error('EACCES: permission denied (simulated)');
+    };
+    const err = await rejection(registry.purge());
+    expect(err).toBeInstanceOf(StorageError);
+    expect(registry.list().map((r) => [r.id, r.state])).toEqual([[a.id, 'failed']]);
+    expect(fs.existsSync(buildDir(b.id))).toBe(false);
   });
 });
