@@ -9,7 +9,7 @@ import type { CheckinRegistry } from '../checkins/registry.js';
 import type { Metrics } from '../metrics.js';
 import type { AccessPolicy } from './acl.js';
 import { ArtifactServer } from './artifacts.js';
-import { installErrorHandling } from './errors.js';
+import { frameworkError, installErrorHandling } from './errors.js';
 import { buildRoutes } from './routes/builds.js';
 import { checkinRoutes } from './routes/checkins.js';
 import { systemRoutes } from './routes/system.js';
@@ -51,6 +51,7 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
     return503OnClosing: true,
     // Long enough that an over-long checkin id reaches our validation and gets its message.
     routerOptions: { maxParamLength: 512 },
+    frameworkErrors: frameworkError,
   }) as unknown as FastifyInstance;
   // Every body the API accepts is JSON; anything else is a 415 rather than a string to mis-parse.
   app.removeContentTypeParser('text/plain');

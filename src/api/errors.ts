@@ -1,7 +1,7 @@
 // Maps every failure to a status code and a {message} body. Domain errors carry their own meaning;
 // Fastify's own client errors (bad JSON, wrong content type, body too large) keep their 4xx; anything
 // else is a 500 that is logged and not explained to the client.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { BaseArtifactError } from '../catalog/base-artifacts.js';
 import { RequestError } from '../builds/request.js';
 import { QueueFullError } from '../builds/queue.js';
@@ -27,6 +27,15 @@ function classify(err: FastifyError | Error): { status: number; message: string;
     return { status: fe.statusCode, message: `${prefix}: ${fe.message}` };
   }
   return { status: 500, message: 'internal error; see the service log' };
+}
+
+/**
+ * Errors Fastify answers before any route or error handler runs (a URL that does not decode): the
+ * same {message} body, naming the URL, instead of Fastify's own error object.
+ */
+export function frameworkError(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+  void reply.code(status).send({ message: `URL: ${err.message}` });
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
