@@ -6,9 +6,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { request } from 'undici';
 import { checkEveryResponse } from '../support/openapi.js';
-import { api, haveBaseArtifacts, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 
 async function raw(url: string, headers: Record<string, string> = {}, method = 'GET') {
   const res = await request(url, { method: method as 'GET', headers });
@@ -16,7 +17,7 @@ async function raw(url: string, headers: Record<string, string> = {}, method = '
   return { status: res.statusCode, headers: res.headers, body };
 }
 
-describe.skipIf(!ready)('artifact serving', () => {
+describe('artifact serving', () => {
   let svc: InProcessService;
   let id: string;
   let uki: Buffer;

@@ -13,10 +13,11 @@ import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { OPTIONS, type OptionKey } from '../../src/config.js';
 import { SHUTDOWN_DRAIN_MS } from '../../src/service.js';
-import { api, haveBaseArtifacts, tinyRequest, waitForBuild } from '../support/service.js';
+import { api, tinyRequest, waitForBuild } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { BASE_ARTIFACTS, serviceTempDir, spawnService, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 
 afterAll(() => stopAllServices());
 
@@ -103,7 +104,7 @@ async function submit(url: string, request: Record<string, unknown>): Promise<st
   return res.body.id as string;
 }
 
-describe.skipIf(!ready)('public URLs', () => {
+describe('public URLs', () => {
   test('--public-url and --public-tls-url are the bases of statusUrl, Location and the artifact URLs', async () => {
     const svc = await startService({
       args: [...tlsFlags(), '--uki-writer', 'direct', '--public-url', 'http://uod.example:8080/prefix/', '--public-tls-url', 'https://uod-tls.example'],
@@ -148,7 +149,7 @@ describe.skipIf(!ready)('public URLs', () => {
   });
 });
 
-describe.skipIf(!ready)('every option is read from its environment variable', () => {
+describe('every option is read from its environment variable', () => {
   test('a service started without flags takes each value from the environment', async () => {
     const { cert, key } = selfSignedCert();
     const dataDir = serviceTempDir('env-data');
@@ -244,7 +245,7 @@ async function pausedDownload(url: string, agent: http.Agent) {
   return { res, ended, bytes: () => bytes };
 }
 
-describe.skipIf(!ready)('shutdown drain', () => {
+describe('shutdown drain', () => {
   // Large enough that the ISO cannot sit in the socket buffers when the signal arrives.
   const base = () => baseDirWith('vmlinuz-amd64', 'initramfs-amd64.img');
   const big = (cmdline: string) => tinyRequest({ initramfs: 'initramfs-amd64.img', cmdline });
@@ -320,7 +321,7 @@ describe.skipIf(!ready)('shutdown drain', () => {
   }, 120_000);
 });
 
-describe.skipIf(!ready)('a client that half-closes after its request still gets the answer', () => {
+describe('a client that half-closes after its request still gets the answer', () => {
   let svc: ServiceProcess;
   beforeAll(async () => {
     svc = await startService({ args: tlsFlags() });

@@ -21,7 +21,8 @@ import Ajv2020Module from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootVm, serialConsole, type BootMedia, type RunningVm } from '../support/qemu.js';
-import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, b64, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { until as pollUntil } from '../support/until.js';
 
 const run = promisify(execFile);
@@ -83,7 +84,7 @@ function sshTo(port: number, key: string): Ssh {
 /** Every 2 s: each probe is an SSH attempt or an API call about a machine that is still booting. */
 const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>) => pollUntil(what, timeoutMs, probe, 2000);
 
-const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
+requireBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
 
 describe('ephemeral OS booted from what the service built', () => {
   let svc: InProcessService;

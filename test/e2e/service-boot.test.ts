@@ -12,7 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootVm, serialConsole, type Arch, type BootMedia } from '../support/qemu.js';
-import { api, b64, haveBaseArtifacts, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, b64, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 
 const GUEST_SERVICE = '10.0.2.100';
 const LOG_DIR = path.join(REPO, 'test-results/e2e');
@@ -77,7 +78,7 @@ async function download(url: string, name: string): Promise<string> {
   return file;
 }
 
-const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'vmlinuz-arm64', 'initramfs-tiny-arm64.img');
+requireBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'vmlinuz-arm64', 'initramfs-tiny-arm64.img');
 
 describe('boot what the service built', () => {
   const services = {} as Record<Writer, InProcessService>;

@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Bmc, consoleText, LabService, startLab, type TestLab } from '../support/lab.js';
-import { b64, haveBaseArtifacts } from '../support/service.js';
+import { b64 } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 
 const BOOT_MS = 240_000;
-// In CI a missing artifact is an error (haveBaseArtifacts throws), never a silent skip.
-const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'initramfs-amd64.img');
+requireBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'initramfs-amd64.img');
 
 describe('lab: booting servers through their BMC', { timeout: BOOT_MS * 2 }, () => {
   let lab: TestLab;

@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { defaultLabOptions, labUp } from '../../lab/lab.js';
 import { namespaceExists, namespacePids } from '../../lab/netns.js';
 import { Bmc, LabService, startLab, until, type TestLab } from '../support/lab.js';
-import { haveBaseArtifacts, REPO } from '../support/service.js';
+import { REPO } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 
-const ready = haveBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'initramfs-amd64.img');
+requireBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'initramfs-amd64.img');
 const QUIRKS = ['eject-lag', 'post-lock', 'no-power-cycle', 'iso-only', 'manager-media-only'] as const;
 
 describe('lab: Redfish contract and quirk profiles', { timeout: 120_000 }, () => {

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,7 +77,7 @@ describe('readPe', () => {
       expect(pe.sections.map((s) => s.name)).toContain('.text');
     });
 
-    it.skipIf(!existsSync(kernelPath(arch)))(`reads the ${arch} kernel's EFI header as binutils does`, async () => {
+    it(`reads the ${arch} kernel's EFI header as binutils does`, async () => {
       const pe = await expectSameAsObjdump(arch, kernelPath(arch));
       expect(pe.sizeOfImage).toBeGreaterThan(1024 * 1024);
     });
