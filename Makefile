@@ -92,7 +92,7 @@ bench: deps build base-artifacts-tiny
 	node --expose-gc bench/run.mjs
 
 # The lab (README "The lab"): options as make variables, e.g. make lab LAB_SERVERS=3 LAB_ACCEL=kvm
-# LAB_QUIRKS="server2=post-lock,eject-lag".
+# LAB_QUIRKS="server2=post-lock,eject-lag"; LAB_SECOND_NIC=provisioning LAB_VLAN=100 for a bond on a VLAN.
 LAB_NAMESPACE ?= uod-lab
 LAB_SERVERS ?= 2
 LAB_MEMORY ?= 1536
@@ -100,8 +100,11 @@ LAB_CPUS ?= 1
 LAB_DISK_GIB ?= 8
 LAB_ACCEL ?= tcg
 LAB_QUIRKS ?=
+LAB_SECOND_NIC ?= data
+LAB_VLAN ?= 0
 LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
-	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q))
+	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q)) \
+	--second-nic $(LAB_SECOND_NIC) --vlan $(LAB_VLAN)
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)
