@@ -8,9 +8,10 @@ import { request } from 'undici';
 import { ImagePipeline, type BuildPipeline, type PipelineJob } from '../../src/builds/pipeline.js';
 import { loadConfig } from '../../src/config.js';
 import { startService, type RunningService } from '../../src/service.js';
-import { api, BASE_ARTIFACTS, haveBaseArtifacts, tempDir, tinyRequest } from '../support/service.js';
+import { api, BASE_ARTIFACTS, tempDir, tinyRequest } from '../support/service.js';
+import { requireBaseArtifacts } from '../support/prerequisites.js';
 
-const ready = haveBaseArtifacts();
+requireBaseArtifacts();
 
 /** The real pipeline, except that a request whose cmdline says so fails as a tool failure would. */
 class FailingOnRequestPipeline implements BuildPipeline {
@@ -83,7 +84,7 @@ function valuesOf(families: Map<string, Family>, family: string, sample = family
   return out;
 }
 
-describe.skipIf(!ready)('GET /metrics', () => {
+describe('GET /metrics', () => {
   let url: string;
   let service: RunningService;
   let dataDir: string;
