@@ -1,12 +1,11 @@
-// Checkin records: the rendezvous between the orchestrator (registers an id) and a booted server (PUTs
-// its addresses). Every change is appended to a journal and only then applied and acknowledged, so a
-// restart in the middle of an inspection keeps the registration and a failed write changes nothing;
-// changes arriving together share one write.
+// Checkin records (an id the orchestrator registers, the addresses a booted server PUTs) and their
+// journal: a change is appended before it is applied and acknowledged, and the journal is compacted at start.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../storage/atomic-file.js';
 import { StorageError } from '../storage/errors.js';
+import { writeAllAt } from '../storage/write-all.js';
 
 export interface CheckinRecord {
   id: string;
@@ -125,27 +124,16 @@ export class CheckinRegistry {
     return done;
   }
 
-  /** Writes all of `data` at the journal's end; a short write (disk full) continues or throws. */
-  private async writeAll(data: Buffer): Promise<void> {
-    const journal = this.journal;
-    if (!journal) throw new Error('checkin journal is not open');
-    let offset = 0;
-    while (offset < data.length) {
-      const { bytesWritten } = await journal.write(data, offset, data.length - offset, this.journalBytes + offset);
-      if (bytesWritten === 0) throw new Error('no space left on device (short write)');
-      offset += bytesWritten;
-    }
-  }
-
   private async flushLoop(): Promise<void> {
-    // Let every change queued in this turn of the event loop join the same write.
+    // Every change queued in this turn of the event loop joins the same write.
     await new Promise((r) => setImmediate(r));
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
       const data = Buffer.from(batch.map((c) => c.line).join(''));
       try {
-        await this.writeAll(data);
+        if (!this.journal) throw new Error('checkin journal is not open');
+        await writeAllAt(this.journal, data, this.journalBytes);
         this.journalBytes += data.length;
         this.journalLines += batch.length;
       } catch (err) {
