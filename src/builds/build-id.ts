@@ -1,6 +1,5 @@
-// The build id: sha256 over the normalized request plus everything else that decides the output bytes
-// (the digests of the referenced base files and the builder version), so a replaced base image or a
-// changed pipeline can never be answered with a stale artifact.
+// The build id: sha256 over the normalized request, the referenced base files' digests and the builder
+// version, so a replaced base image or a changed pipeline is never answered with a stale artifact.
 import { createHash } from 'node:crypto';
 import { canonicalJson, type NormalizedBuildRequest } from './request.js';
 

@@ -11,7 +11,7 @@ import { BUILD_ID } from './build-id.js';
 import type { PipelineResult } from './pipeline.js';
 import { normalizedBuildRequestSchema, type NormalizedBuildRequest } from './request.js';
 
-export const BUILD_STATES = ['pending', 'running', 'completed', 'failed'] as const;
+const BUILD_STATES = ['pending', 'running', 'completed', 'failed'] as const;
 export type BuildState = (typeof BUILD_STATES)[number];
 
 export interface PublishedArtifact {
@@ -82,7 +82,7 @@ const recordSchema: z.ZodType<BuildRecord> = z
   });
 
 /** The record in `text`, read from builds/<name>/build.json, or why it is not a valid record of build <name>. */
-export function parseRecord(name: string, text: string): { problem: string } | { record: BuildRecord } {
+function parseRecord(name: string, text: string): { problem: string } | { record: BuildRecord } {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -97,9 +97,9 @@ export function parseRecord(name: string, text: string): { problem: string } | {
 
 /** The store under a data directory: builds/<id>/, tmp/ for work directories, quarantine/ for records set aside. */
 export class FileBuildStore implements BuildStore {
-  readonly buildsDir: string;
-  readonly tmpDir: string;
-  readonly quarantineDir: string;
+  private readonly buildsDir: string;
+  private readonly tmpDir: string;
+  private readonly quarantineDir: string;
 
   constructor(dataDir: string, private readonly logger: Logger) {
     this.buildsDir = path.join(dataDir, 'builds');

@@ -1,6 +1,5 @@
-// The build pipeline: overlay → UKI (base initramfs + overlay streamed into it) → ISO, inside a
-// private work directory, with the digests the service records at publish. It only produces files;
-// publishing is the registry's job.
+// The build pipeline: overlay → UKI (base initramfs + overlay streamed into it) → ISO in a private work
+// directory, with their digests. It only produces files; the registry publishes them through its store.
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/artifacts.js';
@@ -8,9 +7,6 @@ import { buildOverlay, type OverlayFile } from '../image/overlay.js';
 import type { UkiWriter } from '../image/uki.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
-
-// Until every importer names src/image/artifacts.ts.
-export { ARTIFACT_FILES, type ArtifactKind };
 
 export interface ProducedArtifact {
   path: string;
@@ -95,6 +91,6 @@ export class ImagePipeline implements BuildPipeline {
 }
 
 /** ISO9660 volume ids are at most 32 d-characters; the id prefix keeps them unique per build. */
-export function volumeId(id: string): string {
+function volumeId(id: string): string {
   return `UOD_${id.slice(0, 16).toUpperCase()}`;
 }

@@ -1,6 +1,5 @@
-// The build registry: one record per build id, its state machine (pending → running → completed |
-// failed), singleflight deduplication, and the reload of unfinished builds at start-up. What is on
-// disk, and how, is the BuildStore's.
+// The build registry: one record per build id and its states (pending → running → completed | failed),
+// singleflight deduplication, the order of changes on disk, and re-queueing unfinished builds at start.
 import type { Logger } from 'pino';
 import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
 import type { ArtifactKind } from '../image/artifacts.js';
@@ -12,6 +11,7 @@ import type { BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
 import type { NormalizedBuildRequest } from './request.js';
 
+// The record is the registry's answer to its users; its format on disk is the store's.
 export type { BuildRecord, BuildState } from './build-store.js';
 
 export interface BuildObserver {
@@ -98,7 +98,7 @@ export class BuildRegistry {
       break;
     }
 
-    // From the lookup above to entries.set below nothing awaits: concurrent identical submissions
+    // From the lookup above to newEntry below nothing awaits: concurrent identical submissions
     // find this entry and share the build, and its record is written after everything issued before.
     const ticket = this.deps.queue.reserve();
     const record: BuildRecord = { id, state: 'pending', createdAt: new Date().toISOString(), request, bases };

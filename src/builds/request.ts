@@ -6,7 +6,7 @@ import { BASE_ARTIFACT_NAME } from '../catalog/base-artifacts.js';
 import { ARCHITECTURES, type Architecture } from '../image/architecture.js';
 import { describeZodError } from '../validation/zod-message.js';
 
-export const MAX_CMDLINE_BYTES = 2048;
+const MAX_CMDLINE_BYTES = 2048;
 const MAX_PATH_BYTES = 4096;
 const MAX_NAME_BYTES = 255;
 const MAX_UID = 2 ** 32 - 1;
@@ -68,7 +68,7 @@ const dirOverrideSchema = z.strictObject({
 const schemaCache = new Map<number, ReturnType<typeof makeBuildRequestSchema>>();
 
 /** The schema for a files/dirOverrides limit; built once per limit (building it costs more than using it). */
-export function buildRequestSchema(limits: { maxFiles: number }) {
+function buildRequestSchema(limits: { maxFiles: number }) {
   let schema = schemaCache.get(limits.maxFiles);
   if (!schema) {
     schema = makeBuildRequestSchema(limits);
@@ -91,8 +91,6 @@ function makeBuildRequestSchema(limits: { maxFiles: number }) {
     tlsArtifacts: z.boolean().optional(),
   });
 }
-
-export type BuildRequestInput = z.infer<ReturnType<typeof buildRequestSchema>>;
 
 export interface NormalizedFile {
   path: string;

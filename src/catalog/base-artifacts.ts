@@ -1,6 +1,5 @@
-// The catalog of base artifacts: resolves the plain names a request uses to files in the base-artifacts
-// directory, and caches what is expensive to learn about them (sha256, the kernel's PE architecture)
-// until the file changes on disk.
+// The base-artifact catalog: which names a request may use, the files they resolve to, and what is
+// costly to learn about a file (sha256, a kernel's PE architecture), cached until the file changes.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PromiseCache } from '../concurrency/promise-cache.js';
@@ -27,7 +26,7 @@ export class BaseArtifactCatalog {
   private readonly digests = new PromiseCache<string, string>();
   private readonly architectures = new PromiseCache<string, Architecture | null>();
 
-  constructor(readonly dir: string) {}
+  constructor(private readonly dir: string) {}
 
   /** Names of the regular files available (start-up warns when there are none). */
   async list(): Promise<string[]> {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { describeZodError } from '../validation/zod-message.js';
 
 export const CHECKIN_ID = /^[A-Za-z0-9._-]{1,128}$/;
-export const MAX_ADDRESSES = 256;
+const MAX_ADDRESSES = 256;
 
 const schema = z.strictObject({
   addresses: z

@@ -3,7 +3,7 @@
 import type { z } from 'zod';
 
 /** zod's issue path rendered the way a user writes it: files[2].mode */
-export function fieldName(issuePath: readonly PropertyKey[]): string {
+function fieldName(issuePath: readonly PropertyKey[]): string {
   let out = '';
   for (const part of issuePath) {
     out += typeof part === 'number' ? `[${part}]` : `${out ? '.' : ''}${String(part)}`;
