@@ -8,7 +8,11 @@ export const BUILDER_VERSION = 'uki-on-demand/1';
 
 export const BUILD_ID = /^[0-9a-f]{64}$/;
 
-export function computeBuildId(request: NormalizedBuildRequest, bases: { kernelSha256: string; initramfsSha256: string }): string {
-  const document = canonicalJson({ builder: BUILDER_VERSION, request, bases });
+/**
+ * @param variant the pipeline's own settings that change its bytes (the UKI writer), when it has any;
+ *   the same request built by differently configured services must not share an id.
+ */
+export function computeBuildId(request: NormalizedBuildRequest, bases: { kernelSha256: string; initramfsSha256: string }, variant?: string): string {
+  const document = canonicalJson(variant === undefined ? { builder: BUILDER_VERSION, request, bases } : { builder: BUILDER_VERSION, request, bases, variant });
   return createHash('sha256').update(document).digest('hex');
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/artifacts.js';
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
-import type { UkiWriter } from '../image/uki.js';
+import { DEFAULT_UKI_WRITER, type UkiWriter } from '../image/uki.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
 
@@ -27,6 +27,8 @@ export type PipelineResult = Record<ArtifactKind, ProducedArtifact>;
 
 export interface BuildPipeline {
   run(job: PipelineJob): Promise<PipelineResult>;
+  /** Settings of this pipeline that change its output for the same inputs; part of the build id. */
+  readonly variant?: string;
 }
 
 function overlayFiles(request: NormalizedBuildRequest): OverlayFile[] {
@@ -55,7 +57,12 @@ function osRelease(id: string): string {
 }
 
 export class ImagePipeline implements BuildPipeline {
-  constructor(private readonly options: { logger?: Logger; ukiWriter?: UkiWriter } = {}) {}
+  readonly variant: string;
+
+  constructor(private readonly options: { logger?: Logger; ukiWriter?: UkiWriter } = {}) {
+    // The two writers lay out the same sections at the same addresses, but their bytes differ.
+    this.variant = `uki-writer=${options.ukiWriter ?? DEFAULT_UKI_WRITER}`;
+  }
 
   async run(job: PipelineJob): Promise<PipelineResult> {
     const { request, workDir, signal } = job;

@@ -83,7 +83,7 @@ export class BuildRegistry {
       catalog.resolveInitramfs(request.initramfs),
     ]);
     const bases = { kernelSha256: kernel.sha256, initramfsSha256: initramfs.sha256 };
-    const id = computeBuildId(request, bases);
+    const id = computeBuildId(request, bases, this.deps.pipeline.variant);
 
     for (;;) {
       const existing = this.entries.get(id);

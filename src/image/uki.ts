@@ -107,7 +107,8 @@ export interface AssembleUkiOptions {
  */
 export const UKI_WRITERS = ['objcopy', 'direct'] as const;
 export type UkiWriter = (typeof UKI_WRITERS)[number];
-export const DEFAULT_UKI_WRITER: UkiWriter = 'objcopy';
+// direct: one pass, several times faster, booted end to end on both architectures like objcopy's.
+export const DEFAULT_UKI_WRITER: UkiWriter = 'direct';
 
 export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
   opts.signal?.throwIfAborted();

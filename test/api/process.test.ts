@@ -168,7 +168,7 @@ describe('every option is read from its environment variable', () => {
       queueSize: '1',
       maxBodyBytes: '4096',
       maxFiles: '2',
-      ukiWriter: 'direct',
+      ukiWriter: 'objcopy',
       logLevel: 'debug',
     };
     const env = Object.fromEntries(Object.entries(values).map(([k, v]) => [OPTIONS[k as OptionKey].env, v]));

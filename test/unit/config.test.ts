@@ -22,7 +22,7 @@ const DEFAULTS: Record<OptionKey, string | null> = {
   queueSize: '64',
   maxBodyBytes: '16777216',
   maxFiles: '1024',
-  ukiWriter: 'objcopy',
+  ukiWriter: 'direct',
   logLevel: 'info',
 };
 
@@ -46,7 +46,7 @@ const SAMPLES: Record<OptionKey, { a: [string, string]; b: [string, string]; nee
   queueSize: { a: ['1', '1'], b: ['1000000', '1000000'] },
   maxBodyBytes: { a: ['4096', '4096'], b: ['1073741824', '1073741824'] },
   maxFiles: { a: ['7', '7'], b: ['1000000', '1000000'] },
-  ukiWriter: { a: ['direct', 'direct'], b: ['objcopy', 'objcopy'] },
+  ukiWriter: { a: ['objcopy', 'objcopy'], b: ['direct', 'direct'] },
   logLevel: { a: ['silent', 'silent'], b: ['trace', 'trace'] },
 };
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { BUILDER_VERSION, computeBuildId } from '../../src/builds/build-id.js';
+import { ImagePipeline } from '../../src/builds/pipeline.js';
 import { canonicalJson, normalizeBuildRequest, RequestError } from '../../src/builds/request.js';
 
 const limits = { maxFiles: 16 };
@@ -122,6 +123,16 @@ describe('golden build id', () => {
     const request = normalizeBuildRequest(body, limits);
     expect(canonicalJson({ builder: BUILDER_VERSION, request, bases: goldenBases })).toBe(document);
     expect(createHash('sha256').update(document).digest('hex')).toBe('310332b192b58ab0247a6925a447c4be40b68cc314a06d1d1f6131be04a57da5');
+  });
+
+  test("the pipeline's variant (its UKI writer) is part of the document, after the request", () => {
+    const request = normalizeBuildRequest(body, limits);
+    expect(new ImagePipeline().variant).toBe('uki-writer=direct');
+    expect(new ImagePipeline({ ukiWriter: 'objcopy' }).variant).toBe('uki-writer=objcopy');
+    expect(canonicalJson({ builder: BUILDER_VERSION, request, bases: goldenBases, variant: 'uki-writer=direct' }))
+      .toBe(document.slice(0, -1) + ',"variant":"uki-writer=direct"}');
+    expect(computeBuildId(request, goldenBases, 'uki-writer=direct')).toBe('d0697d7635ae93fc40cdadafacf276d6023031046d7712de7fb68b0d540bcbb6');
+    expect(computeBuildId(request, goldenBases, 'uki-writer=objcopy')).toBe('d7181b85893f17cde78bd8171c3ccfa84d91182383ebdb278001fda093351934');
   });
 });
 

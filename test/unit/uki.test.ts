@@ -191,8 +191,8 @@ describe('assembleUki', () => {
     ).rejects.toThrow(/is for arm64, not amd64/);
   });
 
-  it('uses objcopy when no writer is chosen', async () => {
-    expect(DEFAULT_UKI_WRITER).toBe('objcopy');
+  it('uses the direct writer when none is chosen', async () => {
+    expect(DEFAULT_UKI_WRITER).toBe('direct');
     const initrdPath = join(dir, 'default-initrd');
     await writeFile(initrdPath, 'initrd');
     const common = { arch: 'amd64' as const, kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', workDir: dir };
@@ -200,8 +200,8 @@ describe('assembleUki', () => {
     await assembleUki({ ...common, outPath: join(dir, 'objcopy.efi'), writer: 'objcopy' });
     await assembleUki({ ...common, outPath: join(dir, 'direct.efi'), writer: 'direct' });
     const defaultBytes = await readFile(join(dir, 'default.efi'));
-    expect(defaultBytes.equals(await readFile(join(dir, 'objcopy.efi')))).toBe(true);
-    expect(defaultBytes.equals(await readFile(join(dir, 'direct.efi')))).toBe(false);
+    expect(defaultBytes.equals(await readFile(join(dir, 'direct.efi')))).toBe(true);
+    expect(defaultBytes.equals(await readFile(join(dir, 'objcopy.efi')))).toBe(false);
   });
 
   it('direct writer: refuses a stub without room for four more section headers, naming it', async () => {
