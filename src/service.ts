@@ -10,6 +10,7 @@ import { buildApp } from './api/app.js';
 import { ArtifactServer } from './api/artifacts.js';
 import { PublicUrls } from './api/urls.js';
 import { ImagePipeline, type BuildPipeline } from './builds/pipeline.js';
+import { FileBuildStore } from './builds/build-store.js';
 import { BuildQueue } from './builds/queue.js';
 import { BuildRegistry } from './builds/registry.js';
 import { BaseArtifactCatalog } from './catalog/base-artifacts.js';
@@ -75,7 +76,7 @@ export async function startService(
   const metrics = new Metrics();
   const queue = new BuildQueue(config.buildConcurrency, config.queueSize);
   const registry = new BuildRegistry({
-    dataDir: config.dataDir,
+    store: new FileBuildStore(config.dataDir, logger),
     catalog,
     queue,
     pipeline: options.pipeline ?? new ImagePipeline({ logger, ukiWriter: config.ukiWriter }),

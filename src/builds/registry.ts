@@ -5,7 +5,7 @@ import type { BaseArtifactCatalog } from '../catalog/base-artifacts.js';
 import type { ArtifactKind } from '../image/artifacts.js';
 import { KeyedSerializer } from '../concurrency/keyed-serializer.js';
 import { StorageError } from '../storage/errors.js';
-import { FileBuildStore, type BuildRecord, type BuildState, type BuildStore, type PublishedArtifact } from './build-store.js';
+import type { BuildRecord, BuildState, BuildStore, PublishedArtifact } from './build-store.js';
 import { computeBuildId } from './build-id.js';
 import type { BuildPipeline } from './pipeline.js';
 import type { BuildQueue } from './queue.js';
@@ -38,7 +38,8 @@ export class BuildRegistry {
   private readonly changes = new KeyedSerializer<string>();
 
   constructor(
-    private readonly deps: ({ store: BuildStore } | { dataDir: string }) & {
+    private readonly deps: {
+      store: BuildStore;
       catalog: BaseArtifactCatalog;
       queue: BuildQueue;
       pipeline: BuildPipeline;
@@ -46,7 +47,7 @@ export class BuildRegistry {
       observer?: BuildObserver;
     },
   ) {
-    this.store = 'store' in deps ? deps.store : new FileBuildStore(deps.dataDir, deps.logger);
+    this.store = deps.store;
   }
 
   /** Called with the id whenever a build's files leave the disk (delete, purge, failure, re-run). */
