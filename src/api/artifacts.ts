@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { BuildRecord, BuildRegistry } from '../builds/registry.js';
-import { ARTIFACT_FILES, type ArtifactKind } from '../image/artifacts.js';
+import { ARTIFACT_FILES, ARTIFACTS, type ArtifactKind } from '../image/artifacts.js';
 import type { Metrics } from '../metrics.js';
 import { PromiseCache } from '../concurrency/promise-cache.js';
 import type { AccessPolicy } from './acl.js';
@@ -14,8 +14,8 @@ import { evaluateConditional, type Representation } from './http-conditional.js'
 
 export const ARTIFACT_ROUTE = '/artifacts/:id/:file';
 const ARTIFACT_PATH = /^\/artifacts\/([0-9a-f]{64})\/(uki\.efi|boot\.iso)$/;
+const NOT_FOUND = `no such artifact; URLs look like /artifacts/<64-hex build id>/${ARTIFACT_FILES.uki} or /${ARTIFACT_FILES.iso}`;
 const KIND_BY_FILE = Object.fromEntries(Object.entries(ARTIFACT_FILES).map(([kind, file]) => [file, kind])) as Record<string, ArtifactKind>;
-const CONTENT_TYPE: Record<ArtifactKind, string> = { uki: 'application/efi', iso: 'application/x-iso9660-image' };
 /** Larger chunks cut per-chunk overhead; measured best around 1 MiB on loopback. */
 const CHUNK = 1024 * 1024;
 /**
@@ -78,7 +78,7 @@ export class ArtifactServer {
     const rawPath = (req.url ?? '').split('?', 1)[0] as string;
     const m = ARTIFACT_PATH.exec(rawPath);
     if (!m) {
-      sendJson(res, 404, { message: 'no such artifact; URLs look like /artifacts/<64-hex build id>/uki.efi or /boot.iso' });
+      sendJson(res, 404, { message: NOT_FOUND });
       return status(404);
     }
     const id = m[1] as string;
@@ -199,7 +199,7 @@ export class ArtifactServer {
         size: published.size,
         etag: cacheHeaders.ETag,
         lastModifiedMs: Math.floor(completedAt.getTime() / 1000) * 1000,
-        headers: { 'Content-Type': CONTENT_TYPE[kind], 'Content-Length': String(published.size), 'Accept-Ranges': 'bytes', ...cacheHeaders },
+        headers: { 'Content-Type': ARTIFACTS[kind].contentType, 'Content-Length': String(published.size), 'Accept-Ranges': 'bytes', ...cacheHeaders },
         notModifiedHeaders: cacheHeaders,
         users: 0,
         retired: false,
