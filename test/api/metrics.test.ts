@@ -266,10 +266,11 @@ describe('GET /metrics', () => {
     const lag = valuesOf(families, 'nodejs_eventloop_lag_seconds')[''] as number;
     expect(lag).toBeGreaterThanOrEqual(0);
     expect(lag).toBeLessThan(10);
-    // Reading a 10 MB ISO and a few hundred responses take at least one scavenge.
+    // Reading a 10 MB ISO and a few hundred responses take at least one collection; which kinds V8
+    // chooses (scavenge, incremental marking, mark-compact) varies from run to run.
     const gcCounts = valuesOf(families, 'nodejs_gc_duration_seconds', 'nodejs_gc_duration_seconds_count');
-    expect(Object.keys(gcCounts)).toContain('kind=minor');
-    expect(gcCounts['kind=minor']).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(gcCounts).every((k) => ['kind=minor', 'kind=major', 'kind=incremental', 'kind=weakcb'].includes(k))).toBe(true);
+    expect(Object.values(gcCounts).reduce((a, b) => a + (b as number), 0)).toBeGreaterThanOrEqual(1);
   });
 
   test('a second service in the same process keeps its own counts', async () => {

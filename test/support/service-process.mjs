@@ -123,7 +123,9 @@ export function spawnService(opts = {}) {
   const logs = () => (dropped ? `[${dropped} characters dropped]\n${output}` : output);
 
   /** @type {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} */
-  // 'exit', not 'close': after a SIGKILL the tools the service ran may hold its stdout for a while.
+  // 'exit', then what is still in the pipes (the last log lines), but not 'close': after a SIGKILL the
+  // tools the service ran may hold its stdout for a while, so the pipes get at most 2 s.
+  const drained = Promise.all([proc.stdout, proc.stderr].map((s) => new Promise((r) => s.once('end', r).once('error', r))));
   const exited = new Promise((resolve) => {
     proc.once('error', (err) => {
       append(`spawn failed: ${err.message}\n`);
@@ -132,7 +134,11 @@ export function spawnService(opts = {}) {
     });
     proc.once('exit', (code, sig) => {
       live.delete(entry);
-      resolve({ code, signal: sig });
+      const timer = setTimeout(() => resolve({ code, signal: sig }), 2_000);
+      void drained.then(() => {
+        clearTimeout(timer);
+        resolve({ code, signal: sig });
+      });
     });
   });
   proc.once('close', () => logFile?.end());
