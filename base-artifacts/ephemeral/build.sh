@@ -27,7 +27,7 @@ stage=$workdir/ephemeral-$arch
 root=$stage/root
 zstd_level=${EPHEMERAL_ZSTD_LEVEL:-19}
 suite=bookworm
-firmware_packages="firmware-misc-nonfree firmware-qlogic firmware-bnx2x"
+firmware_packages="firmware-misc-nonfree firmware-qlogic firmware-bnx2x firmware-bnx2"
 case $arch in
     amd64) console=ttyS0 ;;
     arm64) console=ttyAMA0 ;;
@@ -198,7 +198,16 @@ while read -r path; do
         fi
     done
 done < "$stage/modules.txt"
-log "firmware: $(grep -vc 'not packaged' "$stage/firmware.txt") files ($(du -sh "$root/usr/lib/firmware" 2>/dev/null | cut -f1))"
+# Files no module names but a driver needs (firmware.list says why for each one).
+while read -r fw; do
+    [ -e "$fwsrc/$fw" ] || die "firmware.list: $fw is in none of: $firmware_packages"
+    if [ ! -e "$root/usr/lib/firmware/$fw" ]; then
+        mkdir -p "$root/usr/lib/firmware/$(dirname "$fw")"
+        cp -L "$fwsrc/$fw" "$root/usr/lib/firmware/$fw"
+    fi
+    echo "$fw (firmware.list)" >> "$stage/firmware.txt"
+done < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$here/firmware.list")
+log "firmware: $(find "$root/usr/lib/firmware" -type f | wc -l) files ($(du -sh "$root/usr/lib/firmware" | cut -f1))"
 
 # --- configuration --------------------------------------------------------------------------------
 
