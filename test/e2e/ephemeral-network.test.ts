@@ -15,33 +15,19 @@
 // With both slaves on one segment, active-backup fail-over is real: QMP set_link takes the active
 // slave's link away, SSH (through the user network) keeps working over the other slave.
 import { randomUUID } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream } from 'node:stream/web';
-import { promisify } from 'node:util';
-import Ajv2020Module from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, downloadUki, GUEST_SERVICE, LOG_DIR, sshKey, sshTo, type Ssh } from '../support/ephemeral.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
-import { bootVm, serialConsole, type RunningVm } from '../support/qemu.js';
+import { bootVm, type RunningVm } from '../support/qemu.js';
 import { freePort } from '../support/service-process.mjs';
-import { api, b64, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, b64, REPO, startInProcess, type InProcessService } from '../support/service.js';
 import { until } from '../support/until.js';
 import { startVlanPeer, type VlanPeer } from './vlan-peer.js';
 
-const run = promisify(execFile);
-const Ajv2020 = Ajv2020Module.default;
-const addFormats = addFormatsModule.default;
-
-const ARCH = 'amd64' as const;
-const GUEST_SERVICE = '10.0.2.100';
 const README = path.join(REPO, 'base-artifacts/ephemeral/README.md');
-const SCHEMA = path.join(REPO, 'base-artifacts/ephemeral/hw-inventory.schema.json');
-const LOG_DIR = path.join(REPO, 'test-results/e2e');
 // The MACs of the README example. The harness gives its NICs 52:54:00:75:6f:1x (checked after boot).
 const MGMT_MAC = '52:54:00:75:6f:10';
 const SPARE_MAC = '52:54:00:75:6f:11';
@@ -53,7 +39,6 @@ const ROUTERS = [
   { vid: 100, ip: '192.0.2.254', mac: '02:00:00:00:64:fe' },
   { vid: 200, ip: '203.0.113.1', mac: '02:00:00:00:c8:01' },
 ];
-const BOOT_MS = 360_000;
 
 /** The first ```yaml block of the README's "Bonds and VLANs" section: the example operators copy. */
 function readmeNetworkConfig(): string {
@@ -70,21 +55,6 @@ async function freeUdpPort(): Promise<number> {
   const { port } = sock.address();
   await new Promise<void>((resolve) => sock.close(() => resolve()));
   return port;
-}
-
-type Ssh = (command: string) => Promise<{ code: number; stdout: string; stderr: string }>;
-
-function sshTo(port: number, key: string): Ssh {
-  const options = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR'];
-  return async (command) => {
-    try {
-      const { stdout, stderr } = await run('ssh', ['-p', String(port), '-i', key, ...options, 'root@127.0.0.1', command], { timeout: 90_000, maxBuffer: 16 << 20 });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-    }
-  };
 }
 
 /** The hub of the bond's NICs, the trunk NIC, the user network SSH comes through and the VLAN peer. */
@@ -120,38 +90,21 @@ describe('ephemeral OS on a bonded, tagged network: the README network-config ex
     svc = await startInProcess();
     peer = await startVlanPeer(ROUTERS);
     fs.mkdirSync(LOG_DIR, { recursive: true });
-    const key = path.join(tempDir('ssh'), 'id_ed25519');
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'uod-e2e', '-f', key]);
+    const key = await sshKey();
     const sshPort = await freePort();
-    ssh = sshTo(sshPort, key);
+    ssh = sshTo(sshPort, key, { timeoutMs: 90_000 });
 
     id = randomUUID();
     expect((await api(`${svc.url}/api/v1/checkins/${id}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
     const seed = '/var/lib/cloud/seed/nocloud';
-    const submitted = await api(`${svc.url}/api/v1/builds`, {
-      method: 'POST',
-      json: {
-        kernel: `vmlinuz-${ARCH}`,
-        initramfs: `initramfs-${ARCH}.img`,
-        cmdline: `console=${serialConsole(ARCH)}`,
-        architecture: ARCH,
-        files: [
-          { path: `${seed}/meta-data`, contentBase64: b64(`instance-id: ${id}\nlocal-hostname: rack-${id.slice(0, 8)}\n`) },
-          { path: `${seed}/user-data`, contentBase64: b64('#cloud-config\n{}\n') },
-          { path: `${seed}/network-config`, contentBase64: b64(readmeNetworkConfig()) },
-          { path: `${seed}/checkin-url`, contentBase64: b64(`http://${GUEST_SERVICE}/api/v1/checkins/${id}\n`) },
-          { path: '/root/.ssh/authorized_keys', contentBase64: b64(fs.readFileSync(`${key}.pub`)), mode: '0600' },
-        ],
-        dirOverrides: [{ path: '/root/.ssh', mode: '0700' }],
-      },
-    });
-    expect(submitted.status, submitted.text).toBe(202);
-    const build = await waitForBuild(svc.url, submitted.body.id, 300_000);
-    expect(build.state, build.error).toBe('completed');
-    const uki = path.join(tempDir('uki-network'), 'uki.efi');
-    const res = await fetch(build.artifacts.ukiUrl);
-    expect(res.status).toBe(200);
-    await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(uki));
+    const artifacts = await buildEphemeral(svc.url, [
+      { path: `${seed}/meta-data`, contentBase64: b64(`instance-id: ${id}\nlocal-hostname: rack-${id.slice(0, 8)}\n`) },
+      { path: `${seed}/user-data`, contentBase64: b64('#cloud-config\n{}\n') },
+      { path: `${seed}/network-config`, contentBase64: b64(readmeNetworkConfig()) },
+      { path: `${seed}/checkin-url`, contentBase64: b64(`http://${GUEST_SERVICE}/api/v1/checkins/${id}\n`) },
+      { path: '/root/.ssh/authorized_keys', contentBase64: b64(fs.readFileSync(`${key}.pub`)), mode: '0600' },
+    ]);
+    const uki = await downloadUki(artifacts.ukiUrl, 'network');
 
     vm = await bootVm({
       arch: ARCH,
@@ -242,10 +195,8 @@ describe('ephemeral OS on a bonded, tagged network: the README network-config ex
   });
 
   test('hw-inventory reports bond and VLAN membership, speeds and drivers, valid against the schema', async () => {
-    const ajv = new Ajv2020({ allErrors: true, strict: true });
-    addFormats(ajv);
-    const validate = ajv.compile(JSON.parse(fs.readFileSync(SCHEMA, 'utf8')));
-    expect(validate(inventory), ajv.errorsText(validate.errors)).toBe(true);
+    const schema = checkHwInventory(inventory);
+    expect(schema.valid, schema.errors).toBe(true);
 
     const ipv4 = (addresses: string[]): string[] => addresses.filter((x) => !x.includes(':'));
     const [a, b, trunk, mgmt, spare] = [BOND_A_MAC, BOND_B_MAC, TRUNK_MAC, MGMT_MAC, SPARE_MAC].map((mac) => inventory.nics.find((n: any) => n.permanent_mac === mac));

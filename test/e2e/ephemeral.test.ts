@@ -11,29 +11,18 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream } from 'node:stream/web';
 import { promisify } from 'node:util';
-import Ajv2020Module from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { bootVm, serialConsole, type BootMedia, type RunningVm } from '../support/qemu.js';
-import { api, b64, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, downloadUki, GUEST_SERVICE, LOG_DIR, sshKey, sshTo } from '../support/ephemeral.js';
+import { bootVm, type BootMedia, type RunningVm } from '../support/qemu.js';
+import { freePort } from '../support/service-process.mjs';
+import { api, b64, startInProcess, tempDir, type InProcessService } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { until as pollUntil } from '../support/until.js';
 
 const run = promisify(execFile);
-// CommonJS packages with a default export: under NodeNext the class sits on .default.
-const Ajv2020 = Ajv2020Module.default;
-const addFormats = addFormatsModule.default;
 
-const ARCH = 'amd64' as const;
-const GUEST_SERVICE = '10.0.2.100';
-const LOG_DIR = path.join(REPO, 'test-results/e2e');
-const SCHEMA = path.join(REPO, 'base-artifacts/ephemeral/hw-inventory.schema.json');
 // The first NIC's MAC as test/support/qemu.ts assigns it (checked against vm.macs after boot): the
 // provisioning network-config has to name it before the machine exists.
 const FIRST_MAC = '52:54:00:75:6f:10';
@@ -43,43 +32,8 @@ const DISKS = [
   { kind: 'virtio-blk' as const, sizeMiB: 64, serial: 'VBLK-SER-0003' },
 ];
 const SMBIOS_SERIAL = 'UOD-EPHEMERAL-0042';
-// Under TCG on a shared 2-core machine SSH comes up 40-150 s after QEMU starts.
-const BOOT_MS = 360_000;
 // Power button to QEMU exit: a few seconds at low load (systemd stops every unit first).
 const POWER_OFF_MS = 120_000;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-interface Ssh {
-  (command: string, extraOptions?: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-function sshTo(port: number, key: string): Ssh {
-  return async (command, extraOptions = []) => {
-    const args = [
-      '-p', String(port), '-i', key,
-      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-      '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR',
-      ...extraOptions, 'root@127.0.0.1', command,
-    ];
-    try {
-      const { stdout, stderr } = await run('ssh', args, { timeout: 60_000, maxBuffer: 16 << 20 });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-    }
-  };
-}
 
 /** Every 2 s: each probe is an SSH attempt or an API call about a machine that is still booting. */
 const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>) => pollUntil(what, timeoutMs, probe, 2000);
@@ -106,8 +60,7 @@ describe('ephemeral OS booted from what the service built', () => {
     servicePort = Number(new URL(svc.url).port);
     serviceTlsPort = Number(new URL(svc.tlsUrl!).port);
     fs.mkdirSync(LOG_DIR, { recursive: true });
-    key = path.join(tempDir('ssh'), 'id_ed25519');
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'uod-e2e', '-f', key]);
+    key = await sshKey();
     publicKey = fs.readFileSync(`${key}.pub`, 'utf8').trim();
   });
   afterAll(() => svc?.close());
@@ -117,29 +70,10 @@ describe('ephemeral OS booted from what the service built', () => {
    * QEMU's curl driver (GRUB chainloads the UKI), or the UKI downloaded and run by the firmware.
    */
   async function buildAndBoot(name: string, delivery: 'iso-cd' | 'uki', files: object[], sshPort: number): Promise<RunningVm> {
-    const submitted = await api(`${svc.url}/api/v1/builds`, {
-      method: 'POST',
-      json: {
-        kernel: `vmlinuz-${ARCH}`,
-        initramfs: `initramfs-${ARCH}.img`,
-        cmdline: `console=${serialConsole(ARCH)}`,
-        architecture: ARCH,
-        files,
-        dirOverrides: [{ path: '/root/.ssh', mode: '0700' }],
-      },
-    });
-    expect(submitted.status, submitted.text).toBe(202);
-    const build = await waitForBuild(svc.url, submitted.body.id, 300_000);
-    expect(build.state, build.error).toBe('completed');
-
-    let media: BootMedia = { kind: 'cdrom', url: build.artifacts.isoUrl };
-    if (delivery === 'uki') {
-      const uki = path.join(tempDir(`uki-${name}`), 'uki.efi');
-      const res = await fetch(build.artifacts.ukiUrl);
-      expect(res.status).toBe(200);
-      await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(uki));
-      media = { kind: 'kernel', path: uki };
-    }
+    const artifacts = await buildEphemeral(svc.url, files);
+    const media: BootMedia = delivery === 'uki'
+      ? { kind: 'kernel', path: await downloadUki(artifacts.ukiUrl, name) }
+      : { kind: 'cdrom', url: artifacts.isoUrl };
 
     return bootVm({
       arch: ARCH,
@@ -181,7 +115,7 @@ describe('ephemeral OS booted from what the service built', () => {
       expect([...addresses].sort()).toEqual(['10.0.2.15', '10.0.3.15']);
       expect(vm.macs[0]).toBe(FIRST_MAC);
 
-      const ssh = sshTo(sshPort, key);
+      const ssh = sshTo(sshPort, key, { timeoutMs: 60_000 });
       // addresses are reported only once sshd runs (checkin.service is ordered after ssh.service)
       const instance = await ssh('cat /var/lib/cloud/data/instance-id');
       expect(instance.code, instance.stderr).toBe(0);
@@ -199,10 +133,8 @@ describe('ephemeral OS booted from what the service built', () => {
       const inv = await ssh(`hw-inventory ${id}`);
       expect(inv.code, inv.stderr).toBe(0);
       const inventory = JSON.parse(inv.stdout);
-      const ajv = new Ajv2020({ allErrors: true, strict: true });
-      addFormats(ajv);
-      const validate = ajv.compile(JSON.parse(fs.readFileSync(SCHEMA, 'utf8')));
-      expect(validate(inventory), ajv.errorsText(validate.errors)).toBe(true);
+      const schema = checkHwInventory(inventory);
+      expect(schema.valid, schema.errors).toBe(true);
 
       expect(inventory.instance_id).toBe(id);
       expect(inventory.system.serial).toBe(SMBIOS_SERIAL);
@@ -257,7 +189,7 @@ describe('ephemeral OS booted from what the service built', () => {
     ], sshPort);
     try {
       expect(vm.macs[0]).toBe(FIRST_MAC);
-      const ssh = sshTo(sshPort, key);
+      const ssh = sshTo(sshPort, key, { timeoutMs: 60_000 });
       const instance = await until('SSH on the static address', BOOT_MS, async () => {
         const r = await ssh('cat /var/lib/cloud/data/instance-id');
         return r.code === 0 ? r.stdout.trim() : undefined;
