@@ -200,13 +200,16 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
   const plans = Array.from({ length: opts.servers }, (_, i) => serverPlan(opts, i));
   const secondNicBridge = opts.secondNic === 'provisioning' ? PROVISIONING_BRIDGE : DATA_BRIDGE;
   try {
-    const vlan = await createNetwork({
+    const vlanTaps = await createNetwork({
       namespace: ns,
       provisioningAddress: `${SUBNET.gateway}/${SUBNET.prefix}`,
       bmcAddresses: plans.map((p) => `${p.bmcAddress}/32`),
       taps: plans.flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], secondNicBridge]] as [string, string][]),
       vlan: opts.vlan ? { id: opts.vlan, address: `${TAGGED_SUBNET.gateway}/${TAGGED_SUBNET.prefix}` } : undefined,
     });
+    if (vlanTaps) {
+      spawnInNamespace(ns, 'python3', [join(opts.repo, 'lab/vlan-relay.py'), String(opts.vlan), vlanTaps.trunk, vlanTaps.access], join(opts.stateDir, 'vlan-relay.log'));
+    }
 
     // Plain DHCP: addresses, router, DNS. No boot file, next-server, PXE or HTTP-boot options.
     const dhcpLog = join(opts.stateDir, 'dnsmasq.log');
@@ -299,7 +302,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       network: {
         namespace: ns, bridge: PROVISIONING_BRIDGE, dataBridge: DATA_BRIDGE, cidr: SUBNET.cidr, gateway: SUBNET.gateway, dns: [SUBNET.gateway], dhcpRange: [SUBNET.dhcpFirst, SUBNET.dhcpLast],
         secondNicBridge,
-        vlan: vlan ? { id: opts.vlan, interface: vlan, cidr: TAGGED_SUBNET.cidr, gateway: TAGGED_SUBNET.gateway } : null,
+        vlan: vlanTaps ? { id: opts.vlan, interface: vlanTaps.access, cidr: TAGGED_SUBNET.cidr, gateway: TAGGED_SUBNET.gateway } : null,
       },
       dhcpLog,
       imagesUrl,

@@ -39,8 +39,11 @@ export interface NetworkPlan {
   vlan?: { id: number; address: string };
 }
 
-/** Creates the namespace and its links; returns the VLAN interface's name when the plan has one. */
-export async function createNetwork(plan: NetworkPlan): Promise<string | undefined> {
+/**
+ * Creates the namespace and its links. With a VLAN, returns its two taps: `trunk` on the provisioning
+ * bridge and `access` with the lab's address; lab/vlan-relay.py must then carry frames between them.
+ */
+export async function createNetwork(plan: NetworkPlan): Promise<{ trunk: string; access: string } | undefined> {
   const ns = plan.namespace;
   await ip('netns', 'add', ns);
   const nsip = (...args: string[]) => ip('-n', ns, ...args);
@@ -57,13 +60,16 @@ export async function createNetwork(plan: NetworkPlan): Promise<string | undefin
     await nsip('link', 'set', tap, 'master', bridge, 'up');
   }
   if (!plan.vlan) return undefined;
-  // The bridge is not VLAN-aware: tagged frames pass between its ports as they are, and this
-  // interface on the bridge itself sends and receives the lab's side of the VLAN.
-  const vlan = `${PROVISIONING_BRIDGE}.${plan.vlan.id}`;
-  await nsip('link', 'add', 'link', PROVISIONING_BRIDGE, 'name', vlan, 'type', 'vlan', 'id', String(plan.vlan.id));
-  await nsip('addr', 'add', plan.vlan.address, 'dev', vlan);
-  await nsip('link', 'set', vlan, 'up');
-  return vlan;
+  // The bridge is not VLAN-aware: tagged frames pass between its ports as they are. The lab's side of
+  // the VLAN is a user-space relay between a tap on the bridge and a tap holding the address, since
+  // not every host kernel has 8021q or bridge VLAN filtering.
+  const access = `uodvlan${plan.vlan.id}`;
+  const trunk = `${access}t`;
+  for (const tap of [trunk, access]) await nsip('tuntap', 'add', 'dev', tap, 'mode', 'tap');
+  await nsip('link', 'set', trunk, 'master', PROVISIONING_BRIDGE, 'up');
+  await nsip('addr', 'add', plan.vlan.address, 'dev', access);
+  await nsip('link', 'set', access, 'up');
+  return { trunk, access };
 }
 
 /** Every process that runs inside the namespace (what the lab started, and their children). */
