@@ -107,7 +107,7 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
       bond0s0: { match: { macaddress: '52:54:00:aa:00:01' }, 'set-name': 'bond0s0' },
       bond0s1: { match: { macaddress: '52:54:00:aa:00:02' }, 'set-name': 'bond0s1' },
     };
-    const activeBackup = { interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: 'active-backup', 'mii-monitor-interval': 100, primary: 'bond0s0' } };
+    const activeBackup = { macaddress: '52:54:00:aa:00:01', interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: 'active-backup', 'mii-monitor-interval': 100, primary: 'bond0s0' } };
     const cases: [string, Record<string, unknown>, unknown][] = [
       ['plain', {}, { version: 2, ethernets: { eth0: { match: { macaddress: '52:54:00:00:00:01' }, ...l3 } } }],
       ['vlan', { server_vlan: 7 }, {
@@ -120,7 +120,7 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
       }],
       ['lacp', { server_bond_macs: macs, server_bond_mode: '802.3ad' }, {
         version: 2, ethernets: slaves,
-        bonds: { bond0: { interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: '802.3ad', 'mii-monitor-interval': 100, 'lacp-rate': 'fast', 'transmit-hash-policy': 'layer3+4' }, ...l3 } },
+        bonds: { bond0: { macaddress: '52:54:00:aa:00:01', interfaces: ['bond0s0', 'bond0s1'], parameters: { mode: '802.3ad', 'mii-monitor-interval': 100, 'lacp-rate': 'fast', 'transmit-hash-policy': 'layer3+4' }, ...l3 } },
       }],
     ];
     // One host per case, each with its own address (two hosts of one run may not share one).
