@@ -11,6 +11,10 @@ import { startService, type RunningService } from '../../src/service.js';
 import { assertMatchesSpec } from '../support/openapi.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { api, b64, BASE_ARTIFACTS, tempDir, tinyRequest, waitForBuild } from '../support/service.js';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 requireBaseArtifacts();
 

@@ -5,6 +5,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { assertMatchesSpec } from '../support/openapi.js';
 import { api, startInProcess, tempDir, type InProcessService } from '../support/service.js';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 

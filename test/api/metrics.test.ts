@@ -10,6 +10,10 @@ import { loadConfig } from '../../src/config.js';
 import { startService, type RunningService } from '../../src/service.js';
 import { api, BASE_ARTIFACTS, tempDir, tinyRequest } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 requireBaseArtifacts();
 

@@ -16,6 +16,10 @@ import { SHUTDOWN_DRAIN_MS } from '../../src/service.js';
 import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { BASE_ARTIFACTS, serviceTempDir, spawnService, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 requireBaseArtifacts();
 

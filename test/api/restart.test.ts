@@ -7,6 +7,10 @@ import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { api, BASE_ARTIFACTS, CLI, startChild, tempDir, tinyRequest, waitForBuild } from '../support/service.js';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 requireBaseArtifacts();
 const run = promisify(execFile);
