@@ -4,19 +4,10 @@ import pino from 'pino';
 import { request as undiciRequest, Agent } from 'undici';
 import { loadConfig } from '../../src/config.js';
 import { startService as startInProcessService, type RunningService } from '../../src/service.js';
-import { requireBaseArtifacts } from './prerequisites.js';
 import { BASE_ARTIFACTS, serviceTempDir, startService, type ServiceProcess } from './service-process.mjs';
 
 export { BASE_ARTIFACTS, CLI, REPO } from './service-process.mjs';
 
-/**
- * @deprecated requireBaseArtifacts (prerequisites.ts): it throws, naming what to run, when an artifact
- * is missing; this returns true otherwise, for files that still write `skipIf(!ready)`.
- */
-export function haveBaseArtifacts(...names: string[]): true {
-  requireBaseArtifacts(...names);
-  return true;
-}
 
 /** A fresh directory under the OS temp dir, removed when the test process exits. */
 export function tempDir(prefix: string): string {
