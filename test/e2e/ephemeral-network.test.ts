@@ -19,11 +19,11 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, downloadUki, GUEST_SERVICE, LOG_DIR, sshKey, sshTo, type Ssh } from '../support/ephemeral.js';
+import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, GUEST_SERVICE, LOG_DIR, sshKey, sshTo, type Ssh } from '../support/ephemeral.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { bootVm, type RunningVm } from '../support/qemu.js';
 import { freePort } from '../support/service-process.mjs';
-import { api, b64, REPO, startInProcess, type InProcessService } from '../support/service.js';
+import { api, b64, downloadArtifact, type InProcessService, REPO, startInProcess } from '../support/service.js';
 import { until } from '../support/until.js';
 import { startVlanPeer, type VlanPeer } from './vlan-peer.js';
 
@@ -104,7 +104,7 @@ describe('ephemeral OS on a bonded, tagged network: the README network-config ex
       { path: `${seed}/checkin-url`, contentBase64: b64(`http://${GUEST_SERVICE}/api/v1/checkins/${id}\n`) },
       { path: '/root/.ssh/authorized_keys', contentBase64: b64(fs.readFileSync(`${key}.pub`)), mode: '0600' },
     ]);
-    const uki = await downloadUki(artifacts.ukiUrl, 'network');
+    const uki = await downloadArtifact(artifacts.ukiUrl, 'uki-network');
 
     vm = await bootVm({
       arch: ARCH,

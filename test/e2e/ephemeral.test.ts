@@ -14,10 +14,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, downloadUki, GUEST_SERVICE, LOG_DIR, sshKey, sshTo } from '../support/ephemeral.js';
+import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, GUEST_SERVICE, LOG_DIR, sshKey, sshTo } from '../support/ephemeral.js';
 import { bootVm, type BootMedia, type RunningVm } from '../support/qemu.js';
 import { freePort } from '../support/service-process.mjs';
-import { api, b64, startInProcess, tempDir, type InProcessService } from '../support/service.js';
+import { api, b64, downloadArtifact, type InProcessService, startInProcess, tempDir } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { until as pollUntil } from '../support/until.js';
 
@@ -72,7 +72,7 @@ describe('ephemeral OS booted from what the service built', () => {
   async function buildAndBoot(name: string, delivery: 'iso-cd' | 'uki', files: object[], sshPort: number): Promise<RunningVm> {
     const artifacts = await buildEphemeral(svc.url, files);
     const media: BootMedia = delivery === 'uki'
-      ? { kind: 'kernel', path: await downloadUki(artifacts.ukiUrl, name) }
+      ? { kind: 'kernel', path: await downloadArtifact(artifacts.ukiUrl, `uki-${name}`) }
       : { kind: 'cdrom', url: artifacts.isoUrl };
 
     return bootVm({

@@ -7,12 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream } from 'node:stream/web';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { bootVm, serialConsole, type Arch, type BootMedia } from '../support/qemu.js';
-import { api, b64, REPO, startInProcess, tempDir, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, b64, downloadArtifact, REPO, startInProcess, waitForBuild, type InProcessService } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 
 const GUEST_SERVICE = '10.0.2.100';
@@ -69,15 +66,6 @@ function buildRequest(arch: Arch, checkinId: string, cmdline: string) {
   };
 }
 
-/** Streams an artifact from its URL to a file of its own (QEMU's -kernel wants a file). */
-async function download(url: string, name: string): Promise<string> {
-  const res = await fetch(url);
-  expect(res.status, url).toBe(200);
-  const file = path.join(tempDir(name), path.basename(new URL(url).pathname));
-  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(file));
-  return file;
-}
-
 requireBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img', 'vmlinuz-arm64', 'initramfs-tiny-arm64.img');
 
 describe('boot what the service built', () => {
@@ -107,7 +95,7 @@ describe('boot what the service built', () => {
 
     const { ukiUrl, isoUrl } = build.artifacts as { ukiUrl: string; isoUrl: string };
     const media: BootMedia =
-      delivery === 'uki' ? { kind: 'kernel', path: await download(ukiUrl, `uki-${arch}-${writer}`) }
+      delivery === 'uki' ? { kind: 'kernel', path: await downloadArtifact(ukiUrl, `uki-${arch}-${writer}`) }
       : delivery === 'iso-cd' ? { kind: 'cdrom', url: isoUrl }
       : delivery === 'iso-disk' ? { kind: 'disk', url: isoUrl }
       // the firmware fetches the UKI from the service's artifact URL (HEAD first, then GET)

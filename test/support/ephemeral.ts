@@ -4,9 +4,6 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream } from 'node:stream/web';
 import { promisify } from 'node:util';
 import Ajv2020Module from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
@@ -49,15 +46,6 @@ export async function buildEphemeral(serviceUrl: string, files: object[]): Promi
   const build = await waitForBuild(serviceUrl, submitted.body.id, 300_000);
   expect(build.state, build.error).toBe('completed');
   return build.artifacts;
-}
-
-/** Downloads a UKI from its artifact URL to a new temporary directory (uki-`name`); returns the file's path. */
-export async function downloadUki(ukiUrl: string, name: string): Promise<string> {
-  const uki = path.join(tempDir(`uki-${name}`), 'uki.efi');
-  const res = await fetch(ukiUrl);
-  expect(res.status).toBe(200);
-  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(uki));
-  return uki;
 }
 
 /** Runs a command as root on the guest; `code` is ssh's exit status (255: ssh itself failed), -1 when it did not exit. */

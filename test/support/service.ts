@@ -1,5 +1,10 @@
 // Runs the real service for tests: either in-process (fast, for API tests) or as a child process of the
 // built CLI (for restarts, SIGKILL and start-up behaviour; service-process.mjs). Both listen on real sockets.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
 import pino from 'pino';
 import { request as undiciRequest, Agent } from 'undici';
 import { loadConfig } from '../../src/config.js';
@@ -94,4 +99,16 @@ export function tinyRequest(overrides: Record<string, unknown> = {}): Record<str
     architecture: 'amd64',
     ...overrides,
   };
+}
+
+/**
+ * Streams an artifact from its URL (as a BMC or firmware would fetch it) to a file of the same name in
+ * a fresh directory named after `name`; fails unless the answer is 200.
+ */
+export async function downloadArtifact(url: string, name: string): Promise<string> {
+  const res = await fetch(url);
+  if (res.status !== 200 || !res.body) throw new Error(`${url}: expected 200, got ${res.status}`);
+  const file = path.join(tempDir(name), path.basename(new URL(url).pathname));
+  await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(file));
+  return file;
 }
