@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, GUEST_SERVICE, LOG_DIR, sshKey, sshTo } from '../support/ephemeral.js';
+import { ARCH, BOOT_MS, buildEphemeral, checkHwInventory, GUEST_SERVICE, LOG_DIR, type Ssh, sshKey, sshTo } from '../support/ephemeral.js';
 import { bootVm, type BootMedia, type RunningVm } from '../support/qemu.js';
 import { freePort } from '../support/service-process.mjs';
 import { api, b64, downloadArtifact, type InProcessService, startInProcess, tempDir } from '../support/service.js';
@@ -37,6 +37,33 @@ const POWER_OFF_MS = 120_000;
 
 /** Every 2 s: each probe is an SSH attempt or an API call about a machine that is still booting. */
 const until = <T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>) => pollUntil(what, timeoutMs, probe, 2000);
+
+/** `valid_life_time` of an address without a lifetime (`valid_lft forever`): a static one. */
+const FOREVER = 4294967295;
+
+interface NetworkdLink {
+  /** `ip -4 -j addr show dev IF`: `dynamic` (the kernel's "not permanent") and lifetimes per address */
+  addresses: Array<{ local: string; prefixlen: number; dynamic?: boolean; valid_life_time: number }>;
+  /** systemd-networkd's state file of the link, /run/systemd/netif/links/IFINDEX: NETWORK_FILE=, DHCP_LEASE=, ... */
+  state: string;
+  /** the .network file networkd applied to the link (NETWORK_FILE=) */
+  networkFile: string;
+}
+
+/**
+ * How an interface of the guest got its IPv4 addresses. systemd-networkd is the only DHCP client of
+ * the image: an address it leases gets the lease's lifetime (so the kernel shows it `dynamic`, valid
+ * for at most the lease time, 24 h from QEMU's user networking), and while it holds a lease the link's
+ * state file names it (DHCP_LEASE=/run/systemd/netif/leases/IFINDEX). A static `Address=` is permanent.
+ */
+async function networkdLink(ssh: Ssh, ifname: string): Promise<NetworkdLink> {
+  const state = `/run/systemd/netif/links/$(cat /sys/class/net/${ifname}/ifindex)`;
+  const r = await ssh(`set -e; ip -4 -j addr show dev ${ifname}; echo ---; cat ${state}; echo ---; cat "$(sed -n 's/^NETWORK_FILE=//p' ${state})"`);
+  expect(r.code, `${ifname}: ${r.stderr}`).toBe(0);
+  const [addrJson, stateFile, networkFile] = r.stdout.split('---\n') as [string, string, string];
+  const links = JSON.parse(addrJson) as Array<{ addr_info: NetworkdLink['addresses'] }>;
+  return { addresses: links.flatMap((l) => l.addr_info), state: stateFile, networkFile };
+}
 
 requireBaseArtifacts('vmlinuz-amd64', 'initramfs-amd64.img');
 
@@ -120,6 +147,21 @@ describe('ephemeral OS booted from what the service built', () => {
       const instance = await ssh('cat /var/lib/cloud/data/instance-id');
       expect(instance.code, instance.stderr).toBe(0);
       expect(instance.stdout.trim()).toBe(id);
+
+      // Both addresses are leases of systemd-networkd's DHCP client, configured by dhcp-discover's file:
+      // what the provisioning test's static address must not look like.
+      const leased = JSON.parse((await ssh('ip -4 -j addr show')).stdout) as Array<{ ifname: string; addr_info: Array<{ local: string }> }>;
+      for (const address of ['10.0.2.15', '10.0.3.15']) {
+        const ifname = leased.find((l) => l.addr_info.some((a) => a.local === address))?.ifname;
+        expect(ifname, `the interface with ${address}`).toBeDefined();
+        const link = await networkdLink(ssh, ifname!);
+        const info = link.addresses.find((a) => a.local === address)!;
+        expect(info.dynamic, `${address} on ${ifname}`).toBe(true);
+        expect(info.valid_life_time).toBeLessThanOrEqual(86_400);
+        expect(link.state).toMatch(/^DHCP_LEASE=\/run\/systemd\/netif\/leases\/\d+$/m);
+        expect(link.state).toMatch(/^NETWORK_FILE=\/etc\/systemd\/network\/90-dhcp-discover\.network$/m);
+        expect(link.networkFile).toMatch(/^DHCP=ipv4$/m);
+      }
 
       const password = await ssh('true', ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=password,keyboard-interactive']);
       expect(password.code).toBe(255);
@@ -206,6 +248,20 @@ describe('ephemeral OS booted from what the service built', () => {
       expect(Object.values(configured).flat().sort()).toEqual(['10.0.2.15', '127.0.0.1']);
       expect(route).toMatch(/^default via 10\.0\.2\.2 dev prov0/);
       expect(networkFiles).not.toMatch(/dhcp-discover/);
+
+      // Static, not leased. User networking's DHCP server would hand out this very address, gateway
+      // and DNS server, so the checks above cannot tell a static address from a DHCP one; these can.
+      // The address is permanent (a lease would make it `dynamic`, valid for at most 24 h), networkd
+      // holds no DHCPv4 lease for prov0 (no DHCP_LEASE= in its state file), and the .network netplan
+      // wrote for it, the one networkd applied, has the address and no DHCP= turning its client on.
+      const prov0 = await networkdLink(ssh, 'prov0');
+      expect(prov0.addresses).toHaveLength(1);
+      expect(prov0.addresses[0]).toMatchObject({ local: '10.0.2.15', prefixlen: 24, valid_life_time: FOREVER });
+      expect(prov0.addresses[0]!.dynamic, 'prov0 10.0.2.15 is dynamic: it has a lifetime, as a DHCP lease does').toBeUndefined();
+      expect(prov0.state).not.toMatch(/^DHCP_LEASE=/m);
+      expect(prov0.state).toMatch(/^NETWORK_FILE=\/run\/systemd\/network\/[^/\n]*netplan[^/\n]*\.network$/m);
+      expect(prov0.networkFile).toMatch(/^Address=10\.0\.2\.15\/24$/m);
+      expect(prov0.networkFile).not.toMatch(/^DHCP=(?!no\s*$)/m);
 
       const console = vm.output();
       expect(console).not.toMatch(/\[WARNING\]|Traceback/);
