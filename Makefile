@@ -67,8 +67,13 @@ run: deps build
 # test fails the run, and a missing base artifact, package or root fails the file that needs it.
 VITEST = node scripts/run-vitest.mjs
 
+# The orchestrator collection's Python rules, with Debian's interpreter (it has ansible and sushy; the
+# python3 first on PATH may not); the JUnit report joins CI's closing line.
+PYTEST = cd orchestrator && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/unit
+
 test: deps build base-artifacts
 	npm run typecheck
+	$(PYTEST) --junitxml=../test-results/pytest-orchestrator.xml
 	UOD_TEST_LABEL=test $(VITEST) test/unit test/api test/e2e test/lab test/orchestrator
 
 # Unit and API tests read the kernels and tiny images and build with the host tools (make deps).
@@ -82,6 +87,7 @@ test-lab: deps build base-artifacts
 	$(VITEST) test/lab
 
 test-orchestrator: deps build base-artifacts
+	$(PYTEST)
 	$(VITEST) test/orchestrator
 
 # As root: the disk-full tests mount a tmpfs, the cpio round trip restores owners.

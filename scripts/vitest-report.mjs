@@ -2,9 +2,10 @@
 // todo test counts against the run like a failed one: a run is good only when every test ran and passed.
 import fs from 'node:fs';
 
-/** Counts of one report file; a missing file is one failure. */
+/** Counts of one report file (vitest JSON, or pytest's JUnit XML); a missing file is one failure. */
 export function readReport(file) {
   if (!fs.existsSync(file)) return { passed: 0, failed: 1, skipped: 0, skippedNames: [], problems: [`missing test report ${file}`] };
+  if (file.endsWith('.xml')) return readJunit(file);
   const r = JSON.parse(fs.readFileSync(file, 'utf8'));
   const skippedNames = [];
   const problems = [];
@@ -22,6 +23,16 @@ export function readReport(file) {
     skippedNames,
     problems,
   };
+}
+
+/** pytest's --junitxml report: the counts of its <testsuite> element. */
+function readJunit(file) {
+  const suite = /<testsuite\b([^>]*)>/.exec(fs.readFileSync(file, 'utf8'));
+  if (!suite) return { passed: 0, failed: 1, skipped: 0, skippedNames: [], problems: [`${file}: no <testsuite> in the JUnit report`] };
+  const count = (name) => Number(new RegExp(`\\b${name}="(\\d+)"`).exec(suite[1])?.[1] ?? 0);
+  const failed = count('failures') + count('errors');
+  const skipped = count('skipped');
+  return { passed: count('tests') - failed - skipped, failed, skipped, skippedNames: skipped ? [`${skipped} pytest test(s) in ${file}`] : [], problems: [] };
 }
 
 export function addReports(reports) {

@@ -1,21 +1,24 @@
-// Static checks of the orchestrator: both playbooks pass ansible-playbook --syntax-check and
-// ansible-lint (Debian's, production profile) with nothing to report; the IPAM role gives the
-// design's addresses, checked against an independent computation for several subnets, and refuses
-// unusable or shared addresses before anything else runs.
+// Static checks of the orchestrator collection: both workflows pass ansible-playbook --syntax-check and
+// ansible-lint (Debian's, production profile) with nothing to report; the collection builds and
+// installs offline, and the installed copy runs by its collection name; the server role gives the
+// design's addresses through Ansible, checked against an independent computation for several subnets,
+// and refuses unusable or shared addresses before anything else runs. (The rules themselves have their
+// pytest units in orchestrator/tests/unit, run by make test.)
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
-import { ORCHESTRATOR } from '../support/ansible.js';
+import { ORCHESTRATOR, requireAnsible } from '../support/ansible.js';
 import { tempDir } from '../support/service.js';
 
+requireAnsible();
 const run = promisify(execFile);
 
 async function sh(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
   try {
-    const { stdout, stderr } = await run(cmd, args, { cwd: ORCHESTRATOR, env: { ...process.env, ANSIBLE_NOCOLOR: '1', ...env }, maxBuffer: 16 << 20, timeout: 300_000 });
+    const { stdout, stderr } = await run(cmd, args, { cwd: ORCHESTRATOR, env: { ...process.env, ANSIBLE_NOCOLOR: '1', UOD_EVENTS_FILE: '/dev/null', ...env }, maxBuffer: 16 << 20, timeout: 300_000 });
     return { code: 0, out: stdout + stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -41,10 +44,52 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
     }
   });
 
-  test('ansible-lint reports nothing', async () => {
-    const r = await sh('ansible-lint', ['--nocolor', 'inspect.yml', 'provision.yml']);
+  test('ansible-lint reports nothing (production profile)', async () => {
+    // --offline: the linter must not try Galaxy for the collection's dependencies (Debian bundles them).
+    const r = await sh('ansible-lint', ['--offline', '--nocolor', '--profile', 'production', 'inspect.yml', 'provision.yml', 'playbooks', 'roles']);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/0 failure\(s\), 0 warning\(s\)/);
+    expect(r.out).toMatch(/Passed with production profile: 0 failure\(s\), 0 warning\(s\)/);
+  });
+
+  test('the collection builds and installs offline, and the installed copy runs by its name', async () => {
+    const dir = tempDir('collection');
+    const build = await sh('ansible-galaxy', ['collection', 'build', '--output-path', dir, '.']);
+    expect(build.code, build.out).toBe(0);
+    const tarball = fs.readdirSync(dir).find((f) => /^uki_on_demand-baremetal-[\d.]+\.tar\.gz$/.test(f));
+    expect(tarball, build.out).toBeDefined();
+    const install = await sh('ansible-galaxy', ['collection', 'install', '--offline', '-p', path.join(dir, 'collections'), path.join(dir, tarball!)]);
+    expect(install.code, install.out).toBe(0);
+    const installed = path.join(dir, 'collections/ansible_collections/uki_on_demand/baremetal');
+    for (const f of ['playbooks/inspect.yml', 'playbooks/provision.yml', 'plugins/modules/redfish_power.py', 'plugins/callback/events.py', 'roles/bmc/tasks/boot.yml']) {
+      expect(fs.existsSync(path.join(installed, f)), f).toBe(true);
+    }
+    expect(fs.existsSync(path.join(installed, '.collections'))).toBe(false);
+    // From another directory, with only the installed copy on the collections path: provisioning two
+    // servers that would share an address stops at the address check, through the installed roles,
+    // filters and callback (its event file says so).
+    const inv = inventory([{ ...hosts[0]!, server_host: '192.0.2.77' }, { ...hosts[0]!, name: 'z', bmc_host: '10.9.9.9', server_host: '192.0.2.77' }]);
+    const events = path.join(dir, 'events.jsonl');
+    const env = { ...process.env, ANSIBLE_CONFIG: '', ANSIBLE_COLLECTIONS_PATH: path.join(dir, 'collections'), ANSIBLE_CALLBACKS_ENABLED: 'uki_on_demand.baremetal.events', UOD_EVENTS_FILE: events, ANSIBLE_NOCOLOR: '1' };
+    const r = await run('ansible-playbook', ['-i', path.join(inv, 'hosts.yml'), 'uki_on_demand.baremetal.provision'], { cwd: dir, env }).then(
+      (o) => ({ code: 0, out: o.stdout + o.stderr }),
+      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: (e.stdout ?? '') + (e.stderr ?? '') }),
+    );
+    expect(r.code, r.out).toBe(2);
+    const lines = fs.readFileSync(events, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ event: 'run', playbook: path.join(installed, 'playbooks/provision.yml') });
+    expect(lines.filter((l) => l.event === 'server').map((l) => [l.server, l.result, l.message.replace(/\s+/g, ' ')])).toEqual([
+      ['a', 'failed', 'a: Check that no other server of this run gets the same address: a and z would both get 192.0.2.77: set server_host for one of them (BMC power state: not read, last HTTP status: none)'],
+      ['z', 'failed', 'z: Check that no other server of this run gets the same address: z and a would both get 192.0.2.77: set server_host for one of them (BMC power state: not read, last HTTP status: none)'],
+    ]);
+  });
+
+  test('--check is refused at once, before anything runs', async () => {
+    for (const playbook of ['inspect.yml', 'provision.yml']) {
+      const r = await sh('ansible-playbook', ['--check', '-i', 'inventory/example', playbook]);
+      expect(r.code, r.out).toBe(2);
+      expect(r.out).toMatch(/--check is not supported/);
+      expect(r.out).not.toMatch(/TASK \[.*(Give this run|Give the server its address)/);
+    }
   });
 
   const hosts = [
@@ -66,8 +111,7 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
     return dir;
   }
 
-  const ipamPlay = (dir: string) =>
-    sh('ansible-playbook', ['-i', path.join(dir, 'hosts.yml'), path.resolve(import.meta.dirname, 'fixtures/ipam.yml'), '-e', `ipam_out=${dir}`], { ANSIBLE_ROLES_PATH: path.join(ORCHESTRATOR, 'roles') });
+  const ipamPlay = (dir: string) => sh('ansible-playbook', ['-i', path.join(dir, 'hosts.yml'), path.resolve(import.meta.dirname, 'fixtures/ipam.yml'), '-e', `ipam_out=${dir}`]);
 
   test('IPAM gives the addresses of an independent computation, for several subnets', async () => {
     expect(ipam('10.1.2.3', 'System.Embedded.1', '192.0.2.0/24')).toBe('192.0.2.46'); // the value checked by hand in LAB.md
@@ -82,11 +126,11 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
   test('IPAM refuses network, broadcast, gateway and foreign addresses, and one address for two servers', async () => {
     const base = hosts[0]!;
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ server_host: '192.0.2.0' }, /a: address 192\.0\.2\.0 cannot be used in 192\.0\.2\.0\/24/],
-      [{ server_host: '192.0.2.255' }, /a: address 192\.0\.2\.255 cannot be used/],
-      [{ server_host: '192.0.2.1' }, /a: address 192\.0\.2\.1 cannot be used/],
-      [{ server_host: '10.9.9.9' }, /a: address 10\.9\.9\.9 cannot be used/],
-      [{ server_host: '', bmc_resource_id: '' }, /a: set server_host, or bmc_resource_id/],
+      [{ server_host: '192.0.2.0' }, /\[a( -> localhost)?\]: FAILED! => .*address 192\.0\.2\.0 cannot be used in 192\.0\.2\.0\/24/],
+      [{ server_host: '192.0.2.255' }, /\[a( -> localhost)?\]: FAILED! => .*address 192\.0\.2\.255 cannot be used/],
+      [{ server_host: '192.0.2.1' }, /\[a( -> localhost)?\]: FAILED! => .*address 192\.0\.2\.1 cannot be used/],
+      [{ server_host: '10.9.9.9' }, /\[a( -> localhost)?\]: FAILED! => .*address 10\.9\.9\.9 cannot be used/],
+      [{ server_host: '', bmc_resource_id: '' }, /\[a( -> localhost)?\]: FAILED! => .*set server_host, or bmc_resource_id/],
     ];
     for (const [override, message] of cases) {
       const r = await ipamPlay(inventory([{ ...base, ...override }]));
@@ -132,16 +176,16 @@ describe('orchestrator: static checks', { timeout: 300_000 }, () => {
       expect(JSON.parse(fs.readFileSync(path.join(dir, `${name}.network-config.json`), 'utf8')), name).toEqual(want);
     }
 
-    const refusals: Record<string, unknown>[] = [
-      { server_bond_macs: ['52:54:00:aa:00:01'] },
-      { server_bond_macs: ['52:54:00:aa:00:01', 'not-a-mac'] },
-      { server_bond_macs: ['52:54:00:aa:00:01', '52:54:00:AA:00:01'] },
-      { server_vlan: 4095 },
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [{ server_bond_macs: ['52:54:00:aa:00:01'] }, /server_bond_macs must list two or more distinct MAC addresses \(or none\)/],
+      [{ server_bond_macs: ['52:54:00:aa:00:01', 'not-a-mac'] }, /server_bond_macs must list two or more distinct MAC addresses/],
+      [{ server_bond_macs: ['52:54:00:aa:00:01', '52:54:00:AA:00:01'] }, /server_bond_macs must list two or more distinct MAC addresses/],
+      [{ server_vlan: 4095 }, /server_vlan must be a VLAN id from 1 to 4094 \(0: untagged\); got 4095/],
     ];
-    for (const override of refusals) {
+    for (const [override, message] of refusals) {
       const bad = await ipamPlay(inventory([{ ...base, ...override }]));
       expect(bad.code, JSON.stringify(override)).not.toBe(0);
-      expect(bad.out).toMatch(/a: server_bond_macs must list two or more distinct MAC addresses \(or none\),\s+and server_vlan must be a VLAN id from 1 to 4094/);
+      expect(bad.out).toMatch(message);
     }
     const mode = await ipamPlay(inventory([{ ...base, server_bond_macs: macs, server_bond_mode: 'round-robin' }]));
     expect(mode.code).not.toBe(0);

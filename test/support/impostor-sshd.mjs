@@ -8,8 +8,14 @@ import ssh2 from 'ssh2';
 
 const [address, idFile] = process.argv.slice(2);
 const { private: privateKey } = ssh2.utils.generateKeyPairSync('ed25519');
-const server = new ssh2.Server({ hostKeys: [privateKey] }, (client) => {
-  client.on('authentication', (ctx) => ctx.accept());
+const server = new ssh2.Server({ hostKeys: [privateKey] }, (client, info) => {
+  // Every client that starts a handshake (it gets this impostor's host key); a client that pins the
+  // real server's key stops there, before it could authenticate or send a command.
+  console.log(`handshake from ${info.ip}: ${info.header?.identRaw ?? 'unknown client'}`);
+  client.on('authentication', (ctx) => {
+    console.log(`authentication from ${info.ip}`);
+    ctx.accept();
+  });
   client.on('error', () => {});
   client.on('ready', () => {
     client.on('session', (accept) => {

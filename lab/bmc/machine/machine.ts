@@ -105,6 +105,7 @@ export class Machine {
       throw new MachineError('not-supported', `ResetType "${type}" is not supported; allowed: ${this.allowedResetTypes().join(', ')}`, 'ResetType');
     }
     const on = this.power === 'On' || this.power === 'PoweringOn';
+    this.events.log('reset', { type, power: this.power });
     switch (type as ResetType) {
       case 'On':
         if (on) throw new MachineError('conflict', 'the server is already powered on');

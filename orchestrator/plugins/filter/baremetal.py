@@ -1,0 +1,51 @@
+# -*- coding: utf-8 -*-
+# The collection's filters: thin wrappers over module_utils (the rules and their tests live there).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: baremetal
+short_description: Addresses, network-config and disk choice of the uki-on-demand workflows
+description:
+  - ipam_address(subnet, bmc_host, bmc_resource_id) - the design's deterministic address.
+  - usable_address(address, subnet, gateway) - the address, or an error when it is outside the subnet or
+    is its network, broadcast or gateway address.
+  - shared_with(hostvars, hosts, host, fact) - the other hosts whose fact (an address) equals the host's.
+  - network_config(address, subnet, gateway, dns, mac, bond_macs, bond_mode, vlan) - the Netplan v2 dict.
+  - target_disk(hw_inventory, serial, wwn) - the inventory entry of the one matching disk.
+  - nocloud_yaml(data, cloud_config=false) - the text of a NoCloud seed file (user-data with its header).
+"""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import disks, ipam, network_config as netcfg, nocloud
+
+
+def _wrap(function, errors):
+    def filter_(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except errors as err:
+            raise AnsibleFilterError(str(err))
+    filter_.__name__ = function.__name__
+    return filter_
+
+
+def ipam_address(subnet, bmc_host, bmc_resource_id):
+    return ipam.ipam_address(bmc_host, bmc_resource_id, subnet)
+
+
+def shared_with(hostvars, hosts, me, fact):
+    """The other hosts whose `fact` (an address) is the same as `me`'s."""
+    addresses = {h: (hostvars[h].get(fact) if hasattr(hostvars[h], "get") else None) for h in hosts}
+    return ipam.shared_with(me, addresses)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "ipam_address": _wrap(ipam_address, ipam.IpamError),
+            "usable_address": _wrap(ipam.check_address, ipam.IpamError),
+            "shared_with": shared_with,
+            "network_config": _wrap(netcfg.network_config, (netcfg.NetworkConfigError, ValueError)),
+            "target_disk": _wrap(disks.select_disk, disks.DiskChoiceError),
+            "nocloud_yaml": nocloud.nocloud_yaml,
+        }
