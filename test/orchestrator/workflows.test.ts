@@ -313,7 +313,17 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     expect(sys.Boot).toMatchObject({ BootSourceOverrideTarget: 'Hdd', BootSourceOverrideEnabled: 'Continuous' });
     expect(await bmc2.get(`${bmc2.system}/VirtualMedia/Cd`)).toMatchObject({ Inserted: false });
     phaseTimes.provisioning = { total: run.seconds, server1: timings(run, 'server1'), server2: timings(run, 'server2') };
-    await Promise.all([bmc1.reset('ForceOff'), bmc2.reset('ForceOff')]);
+
+    // Giving a BMC back needs nothing from a run: --tags release alone takes server1's installed OS
+    // down and clears its Continuous override, and nothing else runs.
+    const before = logLength(bmc1);
+    const release = await play('provision.yml', ['--limit', 'server1', '--tags', 'release'], 'release-only', 300_000);
+    expect(release.code, JSON.stringify(failures(release))).toBe(0);
+    expect(release.events.filter((e) => e.event === 'phase').map((e) => [e.server, e.phase, e.result])).toEqual([['server1', 'release', 'ok']]);
+    expect(eventsSince(bmc1, before, 'reset').map((e) => e.type)[0]).toBe('GracefulShutdown');
+    expect(eventsSince(bmc1, before, 'boot override')).toHaveLength(1);
+    await untouched(bmc1, MEDIA1);
+    await bmc2.reset('ForceOff');
   });
 });
 

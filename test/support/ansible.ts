@@ -27,6 +27,7 @@ export interface RunEvent {
   end?: string;
   seconds?: number;
   waiting_seconds?: number;
+  other_servers_seconds?: number;
   own_seconds?: number;
   result?: 'ok' | 'failed';
   message?: string;
@@ -98,13 +99,14 @@ export function failures(run: PlaybookRun): Record<string, string> {
   return Object.fromEntries(run.events.filter((e) => e.event === 'server' && e.result === 'failed').map((e) => [e.server!, e.message ?? '']));
 }
 
-/** Wall, waiting and own seconds per phase of one server (for the README's Timings). */
-export function timings(run: PlaybookRun, server: string): Record<string, { seconds: number; waiting: number; own: number }> {
-  const out: Record<string, { seconds: number; waiting: number; own: number }> = {};
+/** Wall, waiting, other-servers and own seconds per phase of one server (the README's Timings). */
+export function timings(run: PlaybookRun, server: string): Record<string, { seconds: number; waiting: number; otherServers: number; own: number }> {
+  const out: Record<string, { seconds: number; waiting: number; otherServers: number; own: number }> = {};
   for (const p of phasesOf(run, server)) {
-    const t = (out[p.phase!] ??= { seconds: 0, waiting: 0, own: 0 });
+    const t = (out[p.phase!] ??= { seconds: 0, waiting: 0, otherServers: 0, own: 0 });
     t.seconds = round(t.seconds + p.seconds!);
     t.waiting = round(t.waiting + p.waiting_seconds!);
+    t.otherServers = round(t.otherServers + p.other_servers_seconds!);
     t.own = round(t.own + p.own_seconds!);
   }
   return out;

@@ -11,10 +11,13 @@ short_description: JSON-lines event file and per-server summary of a uki-on-dema
 description:
   - A task's phase is its tag among build, boot, find, inventory, write, reboot, verify, release.
   - One line per server and phase when the phase ends, with start, end, seconds, the seconds spent
-    waiting on others (BMC, guest, service, disk write) and the orchestrator's own share, the result,
-    and for a failure the message; one line per server at the end with its result.
+    waiting on others (BMC, guest, service, disk write), waiting for the other servers of the run
+    (a task starts once every server has finished the one before), and the orchestrator's own share,
+    the result, and for a failure the message; one line per server and task; one line per server at
+    the end with its result.
   - Waiting time is what the tasks report (waited of this collection's modules, elapsed of uri and
-    wait_for, delta of command, retries times their delay).
+    wait_for, delta of command, retries times their delay), and the whole of a raw task (an SSH
+    session and a command on the server).
 requirements: [enabled in ansible.cfg (callbacks_enabled)]
 options:
   events_file:
@@ -35,6 +38,7 @@ from ansible.plugins.callback import CallbackBase
 PHASES = ("build", "boot", "find", "inventory", "write", "reboot", "verify", "release")
 # Module results that say who a run's server is: carried into every later event of that server.
 IDENTITY_FIELDS = ("run_id", "host_key_fingerprint")
+RAW_ACTIONS = ("raw", "ansible.builtin.raw", "ansible.legacy.raw")
 
 
 def _iso(t):
@@ -80,6 +84,7 @@ class CallbackModule(CallbackBase):
         self._done = {}      # host -> [closed phase records]
         self._identity = {}  # host -> {run_id, host_key_fingerprint}
         self._failure = {}   # host -> last failure message
+        self._last_result = {}  # host -> when its last task ended
 
     # --- the file ---------------------------------------------------------------------------
 
@@ -116,7 +121,8 @@ class CallbackModule(CallbackBase):
         record["end"] = _iso(end)
         record["seconds"] = round(end - record.pop("_t0"), 2)
         record["waiting_seconds"] = round(min(record["waiting_seconds"], record["seconds"]), 2)
-        record["own_seconds"] = round(record["seconds"] - record["waiting_seconds"], 2)
+        record["other_servers_seconds"] = round(min(record["other_servers_seconds"], record["seconds"] - record["waiting_seconds"]), 2)
+        record["own_seconds"] = round(record["seconds"] - record["waiting_seconds"] - record["other_servers_seconds"], 2)
         record["result"] = result
         if message is not None:
             record["message"] = message
@@ -132,21 +138,30 @@ class CallbackModule(CallbackBase):
             if isinstance(res.get(field), str):
                 self._identity.setdefault(host, {})[field] = res[field]
         phase = phase_of(task)
+        started = self._task_start.get(task._uuid, now)
+        # Time between this server's last task and this one's start went to the other servers.
+        idle = max(0.0, started - self._last_result.get(host, started))
+        self._last_result[host] = now
         if phase is None:
             if outcome == "failed":
                 self._failure[host] = res.get("msg")
             return
         record = self._open.get(host)
-        started = self._task_start.get(task._uuid, now)
         if record is None or record["phase"] != phase:
             self._close(host, started)
-            record = self._open[host] = {"event": "phase", "server": host, "phase": phase,
-                                         "start": _iso(started), "_t0": started, "waiting_seconds": 0.0}
+            record = self._open[host] = {"event": "phase", "server": host, "phase": phase, "start": _iso(started),
+                                         "_t0": started, "waiting_seconds": 0.0, "other_servers_seconds": 0.0}
+        else:
+            record["other_servers_seconds"] += idle
         try:
             delay = float(task.delay or 0)
         except (TypeError, ValueError):
             delay = 0.0
-        record["waiting_seconds"] += min(waiting_seconds(res, delay), now - started)
+        # raw is an SSH session and a command on the server, nothing of Ansible's own in between.
+        waited = now - started if task.action in RAW_ACTIONS else min(waiting_seconds(res, delay), now - started)
+        record["waiting_seconds"] += waited
+        self._write({"event": "task", "server": host, "phase": phase, "task": task.get_name(), "seconds": round(now - started, 2),
+                     "waiting_seconds": round(waited, 2), "result": outcome})
         if outcome == "failed":
             self._failure[host] = res.get("msg")
             self._close(host, now, "failed", str(res.get("msg", "failed")))

@@ -35,3 +35,13 @@ def select_disk(inventory, serial="", wwn=""):
         seen = "; ".join(_describe(d) for d in disks) or "none"
         raise DiskChoiceError("%s disks match %s; disks seen: %s" % ("no" if not matches else len(matches), wanted, seen))
     return matches[0]
+
+
+def root_partition(lsblk, type_guid):
+    """The one partition of `lsblk -J -o PATH,PARTTYPE <disk>` output whose GPT type is `type_guid`."""
+    guid = str(type_guid).lower()
+    found = [d.get("path") for d in (lsblk or {}).get("blockdevices", []) if str(d.get("parttype") or "").lower() == guid]
+    if len(found) != 1:
+        raise DiskChoiceError("%d partitions have the root type %s: the image is not a GPT image with one root partition"
+                              % (len(found), guid))
+    return found[0]

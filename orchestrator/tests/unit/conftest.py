@@ -6,3 +6,8 @@ import os
 from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
 _AnsibleCollectionFinder(paths=[os.path.join(os.path.dirname(__file__), "..", "..", ".collections")])._install()
+
+
+def pytest_configure(config):
+    # Ansible's plugin loader says so when it meets the finder installed above: expected here.
+    config.addinivalue_line("filterwarnings", "ignore:AnsibleCollectionFinder has already been configured")

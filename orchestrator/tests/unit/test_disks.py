@@ -37,3 +37,15 @@ def test_two_matches_are_refused():
 def test_exactly_one_of_serial_and_wwn(serial, wwn):
     with pytest.raises(DiskChoiceError, match="set disk_serial or disk_wwn"):
         select_disk(REPORT, serial=serial, wwn=wwn)
+
+
+def test_the_root_partition_is_the_one_with_the_root_type():
+    from ansible_collections.uki_on_demand.baremetal.plugins.module_utils.disks import root_partition
+    listing = {"blockdevices": [{"path": "/dev/sda", "parttype": None}, {"path": "/dev/sda1", "parttype": "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"},
+                                {"path": "/dev/sda2", "parttype": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"}]}
+    assert root_partition(listing, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709") == "/dev/sda2"
+    with pytest.raises(DiskChoiceError, match="^0 partitions have the root type b921b045"):
+        root_partition(listing, "b921b045-1df0-41c3-af44-4c6f280d3fae")
+    listing["blockdevices"].append({"path": "/dev/sda3", "parttype": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"})
+    with pytest.raises(DiskChoiceError, match="^2 partitions have the root type"):
+        root_partition(listing, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709")

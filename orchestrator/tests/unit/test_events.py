@@ -12,8 +12,12 @@ PLAY = """
   gather_facts: false
   connection: local
   tasks:
-    - name: build step
-      ansible.builtin.command: sleep 0.3
+    - name: build step (b is slower)
+      ansible.builtin.command: "sleep {{ '1.3' if inventory_hostname == 'b' else '0.3' }}"
+      changed_when: false
+      tags: build
+    - name: second build step
+      ansible.builtin.command: sleep 0.1
       changed_when: false
       tags: build
     - name: untagged step
@@ -49,9 +53,13 @@ def test_one_line_per_server_and_phase_and_one_per_server_at_the_end():
     assert "non-zero return code" in phases[("b", "boot")]["message"]
     assert phases[("a", "release")]["waiting_seconds"] >= 1
     build = phases[("a", "build")]
-    assert build["waiting_seconds"] >= 0.3
-    assert build["seconds"] >= build["waiting_seconds"]
-    assert abs(build["seconds"] - build["waiting_seconds"] - build["own_seconds"]) < 0.02
+    assert build["waiting_seconds"] >= 0.4
+    # a waited about a second for b before its second build step could start.
+    assert 0.8 <= build["other_servers_seconds"] <= 1.5
+    assert phases[("b", "build")]["other_servers_seconds"] < 0.3
+    assert abs(build["seconds"] - build["waiting_seconds"] - build["other_servers_seconds"] - build["own_seconds"]) < 0.02
+    tasks = [(e["server"], e["task"], e["result"]) for e in events if e["event"] == "task"]
+    assert ("a", "second build step", "ok") in tasks and ("b", "boot step (fails on b)", "failed") in tasks
     servers = {e["server"]: e for e in events if e["event"] == "server"}
     assert servers["a"]["result"] == "ok" and servers["b"]["result"] == "failed"
     assert events[0]["event"] == "run"

@@ -19,6 +19,8 @@ class Refusal(Exception):
     (Refusal(400, "iLO.2.14.UnableToModifyDuringSystemPOST"), True),
     (Refusal(400, "iLO.2.14.InvalidOperationForSystemState"), True),
     (Refusal(409, "Base.1.15.ResourceInUse"), True),
+    (Refusal(409, "Base.1.15.GeneralError"), True),
+    (Refusal(503, "Base.1.15.GeneralError"), True),
     (Refusal(503, "Base.1.15.ServiceTemporarilyUnavailable"), True),
     (Refusal(500, "IDRAC.2.8.SYS518"), True),
     (Refusal(400, "Base.1.15.PropertyValueNotInList"), False),
