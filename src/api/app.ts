@@ -27,6 +27,8 @@ export interface AppDeps {
   maxFiles: number;
 }
 
+export const KEEP_ALIVE_MS = 75_000;
+
 export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): FastifyInstance {
   const serverFactory = (fastifyHandler: http.RequestListener) => {
     const handler: http.RequestListener = (req, res) => {
@@ -36,6 +38,11 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
     const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
     // Slow virtual-media readers must never be cut off mid-download.
     server.timeout = 0;
+    // A BMC's virtual-media client reads the ISO by Range requests on kept-alive connections and
+    // pauses while the host is busy: keep idle connections as long as nginx does (75 s), so that the
+    // server is not closing one just as the client sends on it. headersTimeout must stay above it.
+    server.keepAliveTimeout = KEEP_ALIVE_MS;
+    server.headersTimeout = KEEP_ALIVE_MS + 5_000;
     return server;
   };
 

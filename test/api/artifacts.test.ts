@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { checkEveryResponse } from '../support/openapi.js';
 import { api, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
@@ -205,6 +205,30 @@ describe('artifact serving', () => {
     expect(text.split('\n')).toContain(`uod_artifact_bytes_served_total{file="boot.iso"} ${iso.length}`);
     expect(text.split('\n')).toContain('uod_http_requests_total{method="GET",route="/artifacts/:id/:file",status="206"} 8');
   });
+
+  test('a kept-alive connection that idles 30 s still gets its next Range read answered on the same socket', async () => {
+    // After the metrics test, which counts every byte served before it. As a BMC's virtual-media client: Range reads on one connection, a pause while the host is busy.
+    const { origin, pathname } = new URL(isoUrl);
+    const client = new Client(origin, { pipelining: 1 });
+    let connects = 0;
+    client.on('connect', () => connects++);
+    try {
+      const read = async (range: string) => {
+        const res = await client.request({ path: pathname, method: 'GET', headers: { range } });
+        return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) };
+      };
+      const first = await read('bytes=0-2047');
+      expect(first.status).toBe(206);
+      expect(first.headers['keep-alive']).toBe('timeout=75');
+      await new Promise((r) => setTimeout(r, 30_000));
+      const second = await read('bytes=32768-36863');
+      expect(second.status).toBe(206);
+      expect(second.body.equals(iso.subarray(32768, 36864))).toBe(true);
+      expect(connects).toBe(1);
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
 
   test('every kind of artifact response was checked against openapi.yaml', () => {
     const seen = new Set(spec.checked.filter((c) => c.includes('/artifacts/')));

@@ -141,6 +141,7 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     // Only registrations of this run count (earlier tests registered ids too).
     const logged = jsonLines(lab.d.serviceLog).length;
     let stopImpostor = false;
+    const impostorPuts: number[] = [];
     let seenBoth = false;
     const impostorLoop = (async () => {
       // It reads the checkin id from the traffic (here: the service's log), then keeps its own address
@@ -154,7 +155,8 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
         const r = await svc.call<{ addresses: string[] }>('GET', `/api/v1/checkins/${id}`);
         const addresses = r.status === 200 ? r.body.addresses : [];
         if (r.status === 200 && addresses[0] !== IMPOSTOR) {
-          await nsFetch(lab.ns, `${lab.d.serviceUrl}/api/v1/checkins/${id}`, { method: 'PUT', body: { addresses: [IMPOSTOR, ...addresses.filter((a) => a !== IMPOSTOR)] } });
+          const put = await nsFetch(lab.ns, `${lab.d.serviceUrl}/api/v1/checkins/${id}`, { method: 'PUT', body: { addresses: [IMPOSTOR, ...addresses.filter((a) => a !== IMPOSTOR)] } });
+          impostorPuts.push(put.status);
         }
         if (addresses.length > 1) seenBoth = true;
         await new Promise((r2) => setTimeout(r2, 20));
@@ -172,6 +174,9 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     expect(run.code, JSON.stringify(failures(run))).toBe(0);
     expect(serverResult(run, 'server1').result).toBe('ok');
     expect(seenBoth).toBe(true);
+    // Anyone on the network may claim a checkin id: every one of the impostor's PUTs was taken.
+    expect(impostorPuts.length).toBeGreaterThan(0);
+    expect(new Set(impostorPuts)).toEqual(new Set([204]));
     // The impostor was tried and refused on its host key (find_server's result names its address),
     // and its own log shows the orchestrator's handshake and not one command.
     expect(run.output).toMatch(new RegExp(`"${IMPOSTOR.replace(/\./g, '\\.')}": "[^"]*Host key verification failed`));
