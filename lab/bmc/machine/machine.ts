@@ -8,7 +8,7 @@ import { DEFAULT_QUIRK_TIMINGS, type Quirk, type QuirkTimings } from './quirks.j
 /** A refusal the Redfish adapter turns into an error body; `kind` picks the status and MessageId. */
 export class MachineError extends Error {
   constructor(
-    readonly kind: 'conflict' | 'bad-value' | 'in-post' | 'not-supported' | 'media-unreachable',
+    readonly kind: 'conflict' | 'bad-value' | 'in-post' | 'not-supported' | 'media-unreachable' | 'internal',
     message: string,
     readonly property?: string,
   ) {
@@ -159,6 +159,9 @@ export class Machine {
     }
     if (patch.mode !== undefined && !(OVERRIDE_MODES as readonly string[]).includes(patch.mode)) {
       throw new MachineError('bad-value', `"${patch.mode}" is not an allowed value; this server boots UEFI only`, 'Boot/BootSourceOverrideMode');
+    }
+    if (this.quirks.has('no-override-disable') && patch.enabled === 'Disabled') {
+      throw new MachineError('internal', 'the boot override cannot be disabled', 'Boot/BootSourceOverrideEnabled');
     }
     // An empty string clears the URI, as null does (what orchestrators send to clear it).
     if (patch.httpBootUri) checkHttpUrl(patch.httpBootUri, 'Boot/HttpBootUri');

@@ -13,6 +13,8 @@ export const QUIRKS = {
   'iso-only': 'image URLs refused unless their path ends in .iso',
   /** Dell, HPE and Lenovo: VirtualMedia lives under the Manager only, not under the System. */
   'manager-media-only': 'VirtualMedia only under Managers/{id}, not under Systems/{id}',
+  /** sushy-tools over libvirt: BootSourceOverrideEnabled Disabled is answered with 500; target None is taken. */
+  'no-override-disable': 'BootSourceOverrideEnabled "Disabled" refused with 500',
 } as const;
 
 export type Quirk = keyof typeof QUIRKS;

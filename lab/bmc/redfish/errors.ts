@@ -47,6 +47,8 @@ export function fromMachineError(err: MachineError, action?: string): RedfishErr
       return new RedfishError(400, 'iLO.2.14.UnableToModifyDuringSystemPOST', `The value for the property cannot be changed while the server is in POST: ${err.message}.`, related);
     case 'media-unreachable':
       return new RedfishError(400, `${BASE}.ActionParameterValueError`, err.message, related);
+    case 'internal':
+      return new RedfishError(500, `${BASE}.InternalError`, err.message, related);
   }
 }
 

@@ -351,6 +351,18 @@ def run(module, action):
     module.exit_json(**result)
 
 
+def clear_override(bmc):
+    """BootSourceOverrideEnabled Disabled, or where the BMC refuses that (sushy-tools over libvirt
+    answers 500), target None with Once: either leaves the server booting as it would on its own."""
+    try:
+        bmc.set_boot(None, "Disabled", None)
+    except RedfishError as disabled:
+        try:
+            bmc.set_boot("None", "Once", None)
+        except RedfishError as none:
+            raise RedfishError("Clear the boot override", "Disabled: %s; None with Once: %s" % (disabled, none), none.status)
+
+
 def give_back(bmc, graceful_timeout, power_timeout, eject_timeout):
     """Empties the CD, clears the boot override (and HttpBootUri) and powers the server off.
 
@@ -368,7 +380,7 @@ def give_back(bmc, graceful_timeout, power_timeout, eject_timeout):
             problems.append("%s: %s" % (name, err if isinstance(err, RedfishError) else describe(err)))
 
     step("eject the media", lambda: bmc.eject(bmc.cd_slot()["path"], eject_timeout))
-    step("clear the boot override", lambda: bmc.set_boot(None, "Disabled", None))
+    step("clear the boot override", lambda: clear_override(bmc))
     if (bmc.refresh().json.get("Boot") or {}).get("HttpBootUri"):
         step("clear HttpBootUri", lambda: bmc.set_http_boot_uri(""))
     step("power off", lambda: bmc.power_off(graceful_timeout, power_timeout))
