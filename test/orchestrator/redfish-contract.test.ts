@@ -43,7 +43,7 @@ afterEach(async () => {
 
 /** A BMC with these quirks on 127.0.0.1 over HTTPS, and the log of what it answered. */
 async function bmc(quirks: Quirk[], postMs = 200) {
-  const m = makeMachine(quirks, { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 2_000, postMs });
+  const m = makeMachine(quirks, { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 2_000, postMs, onRefusedMs: 3_000, resetGapMs: 3_000 });
   const app = buildRedfishApp({ inventory: INVENTORY, machine: m.machine, username: USER, password: PASS, bmcUuid: '7d2f4e8a-1111-4222-8333-944455556666', logLevel: 'silent', https: await certificate() });
   const answers: { method: string; url: string; status: number }[] = [];
   app.addHook('onResponse', async (req, reply) => {
@@ -115,6 +115,42 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
       expect(r.power_state).toBe('On');
       expect(b.log.filter((l) => l.event === 'reset').map((l) => l.fields?.type).slice(1)).toEqual(resets);
     }
+  });
+
+  test('on-refused-after-off: On refused with 409 just after the power went off is sent again until taken', async () => {
+    const b = await bmc(['on-refused-after-off']);
+    b.machine.reset('On');
+    await until(() => b.machine.powerState === 'On');
+    b.machine.reset('ForceOff');
+    await until(() => b.machine.powerState === 'Off');
+    const r = await module('redfish_power', b.host, { state: 'on', power_timeout: 30 });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(r.power_state).toBe('On');
+    const resets = b.answers.filter((a) => a.url.endsWith('ComputerSystem.Reset')).map((a) => a.status);
+    expect(resets.slice(0, -1).length).toBeGreaterThan(0);
+    expect(resets.slice(0, -1).every((s) => s === 409)).toBe(true);
+    expect(resets.at(-1)).toBe(204);
+  });
+
+  test('reset-too-soon: a reset refused with 400 InvalidOperationForSystemState is sent again until taken', async () => {
+    const b = await bmc(['reset-too-soon']);
+    b.machine.reset('On');
+    await until(() => b.machine.powerState === 'On');
+    const r = await module('redfish_power', b.host, { state: 'off', graceful_timeout: 0, power_timeout: 30 });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(r.power_state).toBe('Off');
+    const resets = b.answers.filter((a) => a.url.endsWith('ComputerSystem.Reset')).map((a) => a.status);
+    expect(resets.slice(0, -1).length).toBeGreaterThan(0);
+    expect(resets.slice(0, -1).every((s) => s === 400)).toBe(true);
+    expect(resets.at(-1)).toBe(204);
+  });
+
+  test('transfer-protocol-required: InsertMedia refused without TransferProtocolType is sent again with it', async () => {
+    const b = await bmc(['transfer-protocol-required']);
+    const r = await module('redfish_media', b.host, { state: 'inserted', image: ISO_B });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([400, 204]);
+    expect(b.machine.mediaSlot).toMatchObject({ image: ISO_B, inserted: true });
   });
 
   test('no-override-disable: giving the BMC back clears the override with target None and Once when Disabled is refused', async () => {

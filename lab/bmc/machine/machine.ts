@@ -8,7 +8,7 @@ import { DEFAULT_QUIRK_TIMINGS, type Quirk, type QuirkTimings } from './quirks.j
 /** A refusal the Redfish adapter turns into an error body; `kind` picks the status and MessageId. */
 export class MachineError extends Error {
   constructor(
-    readonly kind: 'conflict' | 'bad-value' | 'in-post' | 'not-supported' | 'media-unreachable' | 'internal',
+    readonly kind: 'conflict' | 'bad-value' | 'in-post' | 'not-supported' | 'media-unreachable' | 'internal' | 'invalid-state',
     message: string,
     readonly property?: string,
   ) {
@@ -53,6 +53,9 @@ export class Machine {
   /** eject-lag: the image still reported until this time. */
   private ejectedImage: { image: string; until: number } | null = null;
   private postUntil = 0;
+  /** When the power last went off, and when the last reset was taken (for the quirks that time them). */
+  private offAt = 0;
+  private lastResetAt = 0;
   private restartAfterShutdown = false;
   private cutting = false;
   /** Power operations run one at a time, in order. */
@@ -106,6 +109,13 @@ export class Machine {
     }
     const on = this.power === 'On' || this.power === 'PoweringOn';
     this.events.log('reset', { type, power: this.power });
+    if (this.quirks.has('reset-too-soon') && Date.now() < this.lastResetAt + this.timings.resetGapMs) {
+      throw new MachineError('invalid-state', `the last reset was ${Date.now() - this.lastResetAt} ms ago; try again in a few seconds`, 'ResetType');
+    }
+    if (this.quirks.has('on-refused-after-off') && type === 'On' && this.power === 'Off' && Date.now() < this.offAt + this.timings.onRefusedMs) {
+      throw new MachineError('conflict', 'the server is still powering down; try again later');
+    }
+    this.lastResetAt = Date.now();
     switch (type as ResetType) {
       case 'On':
         if (on) throw new MachineError('conflict', 'the server is already powered on');
@@ -261,6 +271,7 @@ export class Machine {
       this.cutting = false;
     }
     this.power = 'Off';
+    this.offAt = Date.now();
     this.events.log('power off');
   }
 
@@ -294,6 +305,7 @@ export class Machine {
     }
     this.restartAfterShutdown = false;
     this.power = 'Off';
+    this.offAt = Date.now();
   }
 }
 

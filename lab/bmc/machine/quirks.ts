@@ -15,6 +15,12 @@ export const QUIRKS = {
   'manager-media-only': 'VirtualMedia only under Managers/{id}, not under Systems/{id}',
   /** sushy-tools over libvirt: BootSourceOverrideEnabled Disabled is answered with 500; target None is taken. */
   'no-override-disable': 'BootSourceOverrideEnabled "Disabled" refused with 500',
+  /** iDRAC: ResetType On is answered with 409 for a while after the server went off. */
+  'on-refused-after-off': 'ResetType On refused with 409 for a while after power-off',
+  /** iLO: a reset too soon after another is answered with 400 InvalidOperationForSystemState. */
+  'reset-too-soon': 'a reset within a few seconds of the last one refused with 400 InvalidOperationForSystemState',
+  /** Some BMCs (Lenovo SD530, others): InsertMedia without TransferProtocolType is a 400 ActionParameterMissing. */
+  'transfer-protocol-required': 'InsertMedia refused without TransferProtocolType',
 } as const;
 
 export type Quirk = keyof typeof QUIRKS;
@@ -27,6 +33,10 @@ export function isQuirk(name: string): name is Quirk {
 export interface QuirkTimings {
   ejectLagMs: number;
   postMs: number;
+  /** on-refused-after-off: how long On is refused after the power went off. */
+  onRefusedMs: number;
+  /** reset-too-soon: the least time between two resets. */
+  resetGapMs: number;
 }
 
-export const DEFAULT_QUIRK_TIMINGS: QuirkTimings = { ejectLagMs: 5_000, postMs: 15_000 };
+export const DEFAULT_QUIRK_TIMINGS: QuirkTimings = { ejectLagMs: 5_000, postMs: 15_000, onRefusedMs: 8_000, resetGapMs: 5_000 };

@@ -229,6 +229,7 @@ async function insertMedia(machine: Machine, body: Record<string, unknown>): Pro
   for (const key of ['Inserted', 'WriteProtected']) {
     if (body[key] !== undefined && typeof body[key] !== 'boolean') throw errors.parameterType(action, key, 'boolean');
   }
+  if (machine.quirks.has('transfer-protocol-required') && body.TransferProtocolType === undefined) throw errors.parameterMissing(action, 'TransferProtocolType');
   if (body.TransferMethod !== undefined && body.TransferMethod !== 'Stream') {
     throw new MachineError('bad-value', 'this BMC streams images: TransferMethod must be "Stream"', 'TransferMethod');
   }

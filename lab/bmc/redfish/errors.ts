@@ -47,6 +47,9 @@ export function fromMachineError(err: MachineError, action?: string): RedfishErr
       return new RedfishError(400, 'iLO.2.14.UnableToModifyDuringSystemPOST', `The value for the property cannot be changed while the server is in POST: ${err.message}.`, related);
     case 'media-unreachable':
       return new RedfishError(400, `${BASE}.ActionParameterValueError`, err.message, related);
+    case 'invalid-state':
+      // iLO's registry entry for this refusal.
+      return new RedfishError(400, 'iLO.2.14.InvalidOperationForSystemState', `The operation cannot be done in the system's current state: ${err.message}.`, related);
     case 'internal':
       return new RedfishError(500, `${BASE}.InternalError`, err.message, related);
   }

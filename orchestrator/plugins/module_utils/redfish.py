@@ -77,6 +77,17 @@ def describe(err):
     return "HTTP %s%s%s" % (status, " " + ids[-1] if ids else "", ": " + detail if detail else "")
 
 
+def needs_transfer_protocol(err):
+    """Whether an InsertMedia refusal asks for TransferProtocolType (sushy 4.3.3 only recognises it when
+    error.code itself is Base.1.5.ActionParameterMissing; BMCs put it in the ExtendedInfo)."""
+    body = getattr(err, "body", None) or {}
+    for info in body.get("@Message.ExtendedInfo") or []:
+        if isinstance(info, dict) and "ActionParameterMissing" in (info.get("MessageId") or "") \
+                and "#/TransferProtocolType" in (info.get("RelatedProperties") or []):
+            return True
+    return False
+
+
 def choose_cd_slot(slots):
     """The first slot that takes a CD or DVD and can be filled (an InsertMedia action, or PATCH).
 
@@ -306,7 +317,16 @@ class Bmc:
 
     def insert(self, path, image):
         media = self._media(path)
-        self.change("Insert the media", lambda: media.insert_media(image, inserted=True, write_protected=True))
+
+        def attempt():
+            try:
+                media.insert_media(image, inserted=True, write_protected=True)
+            except sushy_exc.HTTPError as err:
+                if not needs_transfer_protocol(err):
+                    raise
+                self.root._conn.post(media._actions.insert_media.target_uri,
+                                     data={"Image": image, "TransferProtocolType": image.split(":", 1)[0].upper()})
+        self.change("Insert the media", attempt)
 
     def set_boot(self, target, enabled, mode="UEFI"):
         # sushy takes its own enums; a value it does not know is the BMC's business to refuse.

@@ -99,3 +99,13 @@ def test_retries_end():
     with pytest.raises(redfish.RedfishError, match="busy"):
         bmc.change("Insert the media", operation)
     assert bmc.slept == [5, 5]
+
+
+def test_a_refusal_that_asks_for_transfer_protocol_type():
+    asks = Refusal(400, "Base.1.15.ActionParameterMissing")
+    asks.body["@Message.ExtendedInfo"][0]["RelatedProperties"] = ["#/TransferProtocolType"]
+    assert redfish.needs_transfer_protocol(asks)
+    other = Refusal(400, "Base.1.15.ActionParameterMissing")
+    other.body["@Message.ExtendedInfo"][0]["RelatedProperties"] = ["#/Image"]
+    assert not redfish.needs_transfer_protocol(other)
+    assert not redfish.needs_transfer_protocol(ValueError("no body"))
