@@ -85,10 +85,7 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     await until(() => b.machine.inPost);
     const r = await module('redfish_media', b.host, { state: 'ejected' });
     expect(r.failed, r.msg).toBeFalsy();
-    const ejects = b.answers.filter((a) => a.url.endsWith('VirtualMedia.EjectMedia')).map((a) => a.status);
-    expect(ejects.length).toBeGreaterThan(1);
-    expect(ejects.slice(0, -1).every((s) => s === 400)).toBe(true);
-    expect(ejects.at(-1)).toBe(204);
+    expectRefusedThenTaken(b.answers, 'VirtualMedia.EjectMedia', 400);
     expect(b.log.filter((l) => l.event === 'media ejected')).toHaveLength(1);
   });
 
@@ -126,10 +123,7 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     const r = await module('redfish_power', b.host, { state: 'on', power_timeout: 30 });
     expect(r.failed, r.msg).toBeFalsy();
     expect(r.power_state).toBe('On');
-    const resets = b.answers.filter((a) => a.url.endsWith('ComputerSystem.Reset')).map((a) => a.status);
-    expect(resets.slice(0, -1).length).toBeGreaterThan(0);
-    expect(resets.slice(0, -1).every((s) => s === 409)).toBe(true);
-    expect(resets.at(-1)).toBe(204);
+    expectRefusedThenTaken(b.answers, 'ComputerSystem.Reset', 409);
   });
 
   test('reset-too-soon: a reset refused with 400 InvalidOperationForSystemState is sent again until taken', async () => {
@@ -139,10 +133,7 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     const r = await module('redfish_power', b.host, { state: 'off', graceful_timeout: 0, power_timeout: 30 });
     expect(r.failed, r.msg).toBeFalsy();
     expect(r.power_state).toBe('Off');
-    const resets = b.answers.filter((a) => a.url.endsWith('ComputerSystem.Reset')).map((a) => a.status);
-    expect(resets.slice(0, -1).length).toBeGreaterThan(0);
-    expect(resets.slice(0, -1).every((s) => s === 400)).toBe(true);
-    expect(resets.at(-1)).toBe(204);
+    expectRefusedThenTaken(b.answers, 'ComputerSystem.Reset', 400);
   });
 
   test('transfer-protocol-required: InsertMedia refused without TransferProtocolType is sent again with it', async () => {
@@ -164,6 +155,13 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     expect(b.machine.bootOverride).toMatchObject({ target: 'None', enabled: 'Disabled' });
   });
 });
+
+/** What the BMC answered to one action: one or more refusals with `status`, then the one it took. */
+function expectRefusedThenTaken(answers: { url: string; status: number }[], action: string, status: number): void {
+  const got = answers.filter((a) => a.url.endsWith(action)).map((a) => a.status);
+  expect(got.length, `${action}: ${got}`).toBeGreaterThan(1);
+  expect(got).toEqual([...got.slice(0, -1).map(() => status), 204]);
+}
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
