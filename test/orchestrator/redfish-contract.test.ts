@@ -101,8 +101,14 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     expect(b.log.filter((l) => l.event === 'media inserted').map((l) => l.fields?.image)).toEqual([ISO_A, ISO_B]);
   });
 
-  test('a power cycle is PowerCycle where the BMC offers it, ForceOff and On where it does not', async () => {
-    for (const [quirks, how, resets] of [[[], 'PowerCycle', ['PowerCycle']], [['no-power-cycle'], 'ForceOff+On', ['ForceOff', 'On']]] as const) {
+  test('a power cycle is PowerCycle where the BMC offers it, ForceOff and On where it does not (also when it says so only in ActionInfo)', async () => {
+    const cases = [
+      [[], 'PowerCycle', ['PowerCycle']],
+      [['no-power-cycle'], 'ForceOff+On', ['ForceOff', 'On']],
+      // The reset types only in the action's ActionInfo: read from there, not assumed all allowed.
+      [['no-power-cycle', 'reset-types-in-actioninfo'], 'ForceOff+On', ['ForceOff', 'On']],
+    ] as const;
+    for (const [quirks, how, resets] of cases) {
       const b = await bmc([...quirks]);
       b.machine.reset('On');
       await until(() => b.machine.powerState === 'On');

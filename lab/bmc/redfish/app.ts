@@ -123,6 +123,13 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
       return undefined;
     },
   });
+  resource('/redfish/v1/Systems/:id/ResetActionInfo', {
+    GET: (req) => {
+      systemOf(req);
+      if (!opts.machine.quirks.has('reset-types-in-actioninfo')) throw errors.notFound(req.url);
+      return res.resetActionInfo();
+    },
+  });
   resource('/redfish/v1/Systems/:id/EthernetInterfaces', {
     GET: (req) => (systemOf(req), res.collection(`${res.system}/EthernetInterfaces`, 'EthernetInterface', 'Ethernet Interface Collection', res.nicIds().map((n) => `${res.system}/EthernetInterfaces/${n}`))),
   });

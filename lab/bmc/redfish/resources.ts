@@ -43,6 +43,21 @@ export class Resources {
     this.system = `/redfish/v1/Systems/${inv.systemId}`;
   }
 
+  get resetActionInfoPath(): string {
+    return `${this.system}/ResetActionInfo`;
+  }
+
+  /** The ActionInfo of ComputerSystem.Reset (DSP0268 ActionInfo: Parameters with AllowableValues). */
+  resetActionInfo() {
+    return {
+      '@odata.id': this.resetActionInfoPath,
+      '@odata.type': '#ActionInfo.v1_3_0.ActionInfo',
+      Id: 'ResetActionInfo',
+      Name: 'Reset Action Info',
+      Parameters: [{ Name: 'ResetType', Required: true, DataType: 'String', AllowableValues: this.machine.allowedResetTypes() }],
+    };
+  }
+
   /** Where the CD slot is reachable: under the System and the Manager, or (quirk) the Manager only. */
   mediaCollections(): string[] {
     const paths = [`${this.managerPath}/VirtualMedia`];
@@ -105,7 +120,10 @@ export class Resources {
       Actions: {
         '#ComputerSystem.Reset': {
           target: `${this.system}/Actions/ComputerSystem.Reset`,
-          'ResetType@Redfish.AllowableValues': m.allowedResetTypes(),
+          // Some BMCs list the reset types only in the action's ActionInfo resource.
+          ...(m.quirks.has('reset-types-in-actioninfo')
+            ? { '@Redfish.ActionInfo': this.resetActionInfoPath }
+            : { 'ResetType@Redfish.AllowableValues': m.allowedResetTypes() }),
         },
       },
       EthernetInterfaces: link(`${this.system}/EthernetInterfaces`),

@@ -168,10 +168,15 @@ class Bmc:
         return getattr(state, "value", state)
 
     def reset_types(self):
-        try:
-            return sorted(v.value for v in self.system.get_allowed_reset_system_values())
-        except Exception:
-            return []
+        """The reset types the BMC offers: the action's AllowableValues, else its @Redfish.ActionInfo
+        (sushy 4.3.3 does not read ActionInfo and would then claim every type is allowed)."""
+        action = (self.system.json.get("Actions") or {}).get("#ComputerSystem.Reset") or {}
+        if "ResetType@Redfish.AllowableValues" in action:
+            return sorted(action["ResetType@Redfish.AllowableValues"])
+        if action.get("@Redfish.ActionInfo"):
+            info = self._get(action["@Redfish.ActionInfo"])
+            return sorted(next((p.get("AllowableValues") or [] for p in info.get("Parameters") or [] if p.get("Name") == "ResetType"), []))
+        return sorted(v.value for v in self.system.get_allowed_reset_system_values())  # sushy: all of them
 
     def media_slots(self):
         """Every virtual media slot: under the System where it has a collection, else its managers'."""
