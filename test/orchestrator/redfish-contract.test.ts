@@ -42,9 +42,9 @@ afterEach(async () => {
 });
 
 /** A BMC with these quirks on 127.0.0.1 over HTTPS, and the log of what it answered. */
-async function bmc(quirks: Quirk[], postMs = 200) {
+async function bmc(quirks: Quirk[], postMs = 200, insertTaskMs = 2_500) {
   const m = makeMachine(quirks, { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 2_000, postMs, onRefusedMs: 3_000, resetGapMs: 3_000 });
-  const app = buildRedfishApp({ inventory: INVENTORY, machine: m.machine, username: USER, password: PASS, bmcUuid: '7d2f4e8a-1111-4222-8333-944455556666', logLevel: 'silent', https: await certificate() });
+  const app = buildRedfishApp({ inventory: INVENTORY, machine: m.machine, username: USER, password: PASS, bmcUuid: '7d2f4e8a-1111-4222-8333-944455556666', logLevel: 'silent', https: await certificate(), insertTaskMs });
   const answers: { method: string; url: string; status: number }[] = [];
   app.addHook('onResponse', async (req, reply) => {
     answers.push({ method: req.method, url: req.url, status: reply.statusCode });
@@ -148,6 +148,15 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     expect(r.failed, r.msg).toBeFalsy();
     expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([400, 204]);
     expect(b.machine.mediaSlot).toMatchObject({ image: ISO_B, inserted: true });
+  });
+
+  test('insert-task: InsertMedia answered 202 with a task; the module returns once the slot reads the image inserted', async () => {
+    const b = await bmc(['insert-task']);
+    const r = await module('redfish_media', b.host, { state: 'inserted', image: ISO_B });
+    expect(r.failed, r.msg).toBeFalsy();
+    // Read the moment the module ended: the image is attached, not still pending in the task.
+    expect(b.machine.mediaSlot).toMatchObject({ image: ISO_B, inserted: true });
+    expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([202]);
   });
 
   test('no-override-disable: giving the BMC back clears the override with target None and Once when Disabled is refused', async () => {

@@ -19,6 +19,8 @@ export const QUIRKS = {
   'on-refused-after-off': 'ResetType On refused with 409 for a while after power-off',
   /** iLO: a reset too soon after another is answered with 400 InvalidOperationForSystemState. */
   'reset-too-soon': 'a reset within a few seconds of the last one refused with 400 InvalidOperationForSystemState',
+  /** Some BMCs: InsertMedia is answered 202 with a task, and the image is attached only when it has run. */
+  'insert-task': 'InsertMedia answered 202 with a task; the media is usable only when the task completes',
   /** Some BMCs: the reset types are listed only in the Reset action's @Redfish.ActionInfo resource. */
   'reset-types-in-actioninfo': 'ResetType allowable values only in the ActionInfo resource',
   /** Some BMCs (Lenovo SD530, others): InsertMedia without TransferProtocolType is a 400 ActionParameterMissing. */

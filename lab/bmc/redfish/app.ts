@@ -15,9 +15,19 @@ export interface RedfishOptions {
   bmcUuid: string;
   https?: { key: string; cert: string };
   logLevel?: string;
+  /** insert-task: how long the InsertMedia task runs before the image is attached. */
+  insertTaskMs?: number;
 }
 
 type Handler = (req: FastifyRequest) => Promise<unknown> | unknown;
+
+/** What a handler returns for an action the BMC carries out later: 202 with the task to watch. */
+class Accepted {
+  constructor(
+    readonly location: string,
+    readonly body: unknown,
+  ) {}
+}
 const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
 
 export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
@@ -28,6 +38,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     bodyLimit: 64 * 1024,
   }) as unknown as FastifyInstance;
   const res = new Resources(opts.inventory, opts.machine, opts.bmcUuid);
+  const tasks = new Tasks();
   const want = Buffer.from(`${opts.username}:${opts.password}`);
 
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
@@ -81,6 +92,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
           void reply.header('odata-version', '4.0').header('allow', allow.join(', '));
           const body = await handler(req);
           if (body === undefined) return reply.code(204).send();
+          if (body instanceof Accepted) return reply.code(202).header('location', body.location).header('content-type', 'application/json; charset=utf-8').send(body.body);
           if (method === 'GET') {
             const etag = etagOf(body);
             // Set before the 304 too: a 304 carries the ETag a 200 would have (RFC 9110).
@@ -167,8 +179,14 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     resource(`${collection}/${MEDIA_ID}/Actions/VirtualMedia.InsertMedia`, {
       POST: async (req) => {
         actual(req);
-        await insertMedia(opts.machine, objectBody(req));
-        return undefined;
+        if (!opts.machine.quirks.has('insert-task')) {
+          await insertMedia(opts.machine, objectBody(req));
+          return undefined;
+        }
+        // insert-task: answered at once with a task; the image is attached when the task has run.
+        const body = objectBody(req);
+        const task = tasks.start(opts.insertTaskMs ?? 3_000, () => insertMedia(opts.machine, body));
+        return new Accepted(String(task['@odata.id']), task);
       },
     });
     resource(`${collection}/${MEDIA_ID}/Actions/VirtualMedia.EjectMedia`, {
@@ -180,6 +198,8 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
       },
     });
   }
+
+  resource('/redfish/v1/TaskService/Tasks/:task', { GET: (req) => found(req, tasks.get((req.params as { task: string }).task)) });
 
   function systemOf(req: FastifyRequest): void {
     if ((req.params as { id?: string }).id !== opts.inventory.systemId) throw errors.notFound(req.url);
@@ -256,4 +276,36 @@ async function patchMedia(machine: Machine, body: Record<string, unknown>): Prom
 
 function etagOf(body: unknown): string {
   return `W/"${createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16)}"`;
+}
+
+/** Tasks of actions carried out later (DSP0268 Task: TaskState, TaskStatus, Messages). */
+class Tasks {
+  private readonly tasks = new Map<string, { state: 'Running' | 'Completed' | 'Exception'; message: string }>();
+
+  start(delayMs: number, work: () => Promise<void>): Record<string, unknown> {
+    const id = String(this.tasks.size + 1);
+    const task = { state: 'Running' as 'Running' | 'Completed' | 'Exception', message: 'The task is running.' };
+    this.tasks.set(id, task);
+    setTimeout(() => {
+      work().then(
+        () => Object.assign(task, { state: 'Completed', message: 'The task completed.' }),
+        (err: unknown) => Object.assign(task, { state: 'Exception', message: err instanceof Error ? err.message : String(err) }),
+      );
+    }, delayMs).unref();
+    return this.get(id)!;
+  }
+
+  get(id: string): Record<string, unknown> | undefined {
+    const t = this.tasks.get(id);
+    if (!t) return undefined;
+    return {
+      '@odata.id': `/redfish/v1/TaskService/Tasks/${id}`,
+      '@odata.type': '#Task.v1_7_0.Task',
+      Id: id,
+      Name: 'Insert media',
+      TaskState: t.state,
+      TaskStatus: t.state === 'Exception' ? 'Critical' : 'OK',
+      Messages: [{ Message: t.message }],
+    };
+  }
 }

@@ -332,6 +332,16 @@ class Bmc:
                 self.root._conn.post(media._actions.insert_media.target_uri,
                                      data={"Image": image, "TransferProtocolType": image.split(":", 1)[0].upper()})
         self.change("Insert the media", attempt)
+        # Some BMCs answer 202 with a task and attach the image later: boot only once it reads inserted.
+        deadline = self.clock() + self.timeout
+        while True:
+            media.refresh(force=True)
+            if media.json.get("Inserted") and media.json.get("Image") == image:
+                return
+            if self.clock() >= deadline:
+                raise RedfishError("Insert the media", "the slot does not read %s inserted after %d s (it reads %s, inserted %s)"
+                                   % (image, self.timeout, media.json.get("Image"), media.json.get("Inserted")), self.last_status)
+            self._pause(1)
 
     def set_boot(self, target, enabled, mode="UEFI"):
         # sushy takes its own enums; a value it does not know is the BMC's business to refuse.
