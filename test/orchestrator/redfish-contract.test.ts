@@ -159,6 +159,14 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
     expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([202]);
   });
 
+  test('transient-500: a change answered 500 SYS518 (iDRAC reloading) is sent again and taken', async () => {
+    const b = await bmc(['transient-500']);
+    const r = await module('redfish_boot', b.host, { target: 'Cd', enabled: 'Once' });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(b.answers.filter((a) => a.method === 'PATCH').map((a) => a.status)).toEqual([500, 204]);
+    expect(b.machine.bootOverride).toMatchObject({ target: 'Cd', enabled: 'Once' });
+  });
+
   test('no-override-disable: giving the BMC back clears the override with target None and Once when Disabled is refused', async () => {
     const b = await bmc(['no-override-disable']);
     b.machine.setBoot({ target: 'Cd', enabled: 'Once' });

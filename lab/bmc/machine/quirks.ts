@@ -19,6 +19,8 @@ export const QUIRKS = {
   'on-refused-after-off': 'ResetType On refused with 409 for a while after power-off',
   /** iLO: a reset too soon after another is answered with 400 InvalidOperationForSystemState. */
   'reset-too-soon': 'a reset within a few seconds of the last one refused with 400 InvalidOperationForSystemState',
+  /** iDRAC while it reloads: a change is answered 500 (SYS518) and taken when sent again. */
+  'transient-500': 'every other POST or PATCH answered 500 IDRAC.2.8.SYS518',
   /** Some BMCs: InsertMedia is answered 202 with a task, and the image is attached only when it has run. */
   'insert-task': 'InsertMedia answered 202 with a task; the media is usable only when the task completes',
   /** Some BMCs: the reset types are listed only in the Reset action's @Redfish.ActionInfo resource. */

@@ -62,6 +62,13 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     if (got.length !== want.length || !timingSafeEqual(got, want)) throw errors.unauthorized();
   });
 
+  // transient-500: every other change request is refused as iDRAC refuses them while it reloads.
+  let changes = 0;
+  app.addHook('preHandler', async (req) => {
+    if (!opts.machine.quirks.has('transient-500') || (req.method !== 'POST' && req.method !== 'PATCH')) return;
+    if (changes++ % 2 === 0) throw new RedfishError(500, 'IDRAC.2.8.SYS518', 'iDRAC is not ready. The configuration values cannot be accessed. Please retry after a few minutes.');
+  });
+
   app.setErrorHandler((err, req, reply) => {
     let rf: RedfishError;
     if (err instanceof RedfishError) rf = err;
