@@ -142,9 +142,9 @@ class CallbackModule(CallbackBase):
         # Time between this server's last task and this one's start went to the other servers.
         idle = max(0.0, started - self._last_result.get(host, started))
         self._last_result[host] = now
+        if outcome == "failed":
+            self._failure[host] = res.get("msg")
         if phase is None:
-            if outcome == "failed":
-                self._failure[host] = res.get("msg")
             return
         record = self._open.get(host)
         if record is None or record["phase"] != phase:
@@ -163,7 +163,6 @@ class CallbackModule(CallbackBase):
         self._write({"event": "task", "server": host, "phase": phase, "task": task.get_name(), "seconds": round(now - started, 2),
                      "waiting_seconds": round(waited, 2), "result": outcome})
         if outcome == "failed":
-            self._failure[host] = res.get("msg")
             self._close(host, now, "failed", str(res.get("msg", "failed")))
 
     def v2_runner_on_ok(self, result):

@@ -138,7 +138,6 @@ class Bmc:
         self.sleep = sleep
         self.clock = clock
         self.last_status = None
-        self.waited = 0.0
         # requests lets REQUESTS_CA_BUNDLE override verify=False; BMCs ship self-signed certificates.
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             os.environ.pop(name, None)
@@ -202,8 +201,6 @@ class Bmc:
                     "path": member["@odata.id"],
                     "media_types": [getattr(t, "value", t) for t in (media.json.get("MediaTypes") or [])],
                     "can_insert": "#VirtualMedia.InsertMedia" in actions or media._allow_patch(),
-                    "inserted": bool(media.json.get("Inserted")),
-                    "image": media.json.get("Image"),
                 })
         return slots
 
@@ -246,7 +243,6 @@ class Bmc:
                 self._pause(self.delay)
 
     def _pause(self, seconds):
-        self.waited += seconds
         self.sleep(seconds)
 
     def wait_power(self, want, timeout, step):
@@ -311,13 +307,19 @@ class Bmc:
         if not media.json.get("Inserted") and not media.json.get("Image"):
             return False
         self.change("Eject the media", media.eject_media)
+        self._wait_for_slot(media, "Eject the media", timeout, lambda m: not m.get("Inserted"), "empty")
+        return True
+
+    def _wait_for_slot(self, media, step, timeout, ready, wanted):
+        """Reads the slot every second until ready(its JSON), for at most `timeout` seconds."""
         deadline = self.clock() + timeout
         while True:
             media.refresh(force=True)
-            if not media.json.get("Inserted"):
-                return True
+            if ready(media.json):
+                return
             if self.clock() >= deadline:
-                raise RedfishError("Eject the media", "the slot still reads inserted (%s) after %d s" % (media.json.get("Image"), timeout), self.last_status)
+                raise RedfishError(step, "the slot does not read %s after %d s (it reads %s, inserted %s)"
+                                   % (wanted, timeout, media.json.get("Image"), media.json.get("Inserted")), self.last_status)
             self._pause(1)
 
     def insert(self, path, image):
@@ -333,15 +335,8 @@ class Bmc:
                                      data={"Image": image, "TransferProtocolType": image.split(":", 1)[0].upper()})
         self.change("Insert the media", attempt)
         # Some BMCs answer 202 with a task and attach the image later: boot only once it reads inserted.
-        deadline = self.clock() + self.timeout
-        while True:
-            media.refresh(force=True)
-            if media.json.get("Inserted") and media.json.get("Image") == image:
-                return
-            if self.clock() >= deadline:
-                raise RedfishError("Insert the media", "the slot does not read %s inserted after %d s (it reads %s, inserted %s)"
-                                   % (image, self.timeout, media.json.get("Image"), media.json.get("Inserted")), self.last_status)
-            self._pause(1)
+        self._wait_for_slot(media, "Insert the media", self.timeout,
+                            lambda m: m.get("Inserted") and m.get("Image") == image, "%s inserted" % image)
 
     def set_boot(self, target, enabled, mode="UEFI"):
         # sushy takes its own enums; a value it does not know is the BMC's business to refuse.

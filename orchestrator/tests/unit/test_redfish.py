@@ -60,7 +60,7 @@ def test_how_a_server_is_power_cycled(reset_types, state, how):
 
 def bare_bmc(retries=3):
     bmc = object.__new__(redfish.Bmc)
-    bmc.retries, bmc.delay, bmc.waited, bmc.last_status = retries, 5, 0.0, None
+    bmc.retries, bmc.delay, bmc.last_status = retries, 5, None
     bmc.slept = []
     bmc.sleep = bmc.slept.append
     return bmc
