@@ -3,6 +3,7 @@
 //   node dist/lab/cli.js up [--servers N] [--memory MiB] [--cpus N] [--disk-gib N] [--accel tcg|kvm]
 //                           [--namespace NAME] [--state-dir DIR] [--quirks server2=post-lock,eject-lag]...
 //                           [--second-nic data|provisioning] [--vlan ID]
+//                           [--bmc-profile dell] [--bmc-profiles dell,hpe,...] [--no-dhcp server1,...]
 //   node dist/lab/cli.js down [--namespace NAME] [--state-dir DIR]
 // `up` prints every address, credential and next step; its last line is the path of the lab's JSON
 // description. `up` on a running lab only reports it.
@@ -30,6 +31,18 @@ function quirks(values: string[]): Record<string, Quirk[]> {
   return out;
 }
 
+/** One profile for every server, or a list in server order (the list wins where it names one). */
+function profiles(servers: number, all: string | undefined, list: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  const each = (list ?? '').split(',').map((p) => p.trim());
+  for (let i = 0; i < servers; i++) {
+    const name = each[i] || all;
+    if (name) out[`server${i + 1}`] = name;
+  }
+  if (each.filter(Boolean).length > servers) throw new Error(`--bmc-profiles: ${each.length} profiles for ${servers} servers`);
+  return out;
+}
+
 function report(d: LabDescription, created: boolean): void {
   const ns = d.namespace;
   const say = (s = '') => console.log(s);
@@ -43,7 +56,7 @@ function report(d: LabDescription, created: boolean): void {
   say(`Orchestrator: SSH key ${d.sshKey}, Ansible inventory ${d.inventory}`);
   say();
   for (const s of d.servers) {
-    say(`${s.name}: BMC ${s.bmc.url}  user ${s.bmc.username}  password ${s.bmc.password}  system ${s.bmc.systemId}${s.bmc.quirks.length ? `  quirks ${s.bmc.quirks.join(',')}` : ''}`);
+    say(`${s.name}: BMC ${s.bmc.url}  user ${s.bmc.username}  password ${s.bmc.password}  system ${s.bmc.systemId}  profile ${s.bmc.profile}${s.bmc.quirks.length ? `  quirks ${s.bmc.quirks.join(',')}` : ''}`);
     say(`  MACs ${s.macs.join(' ')}  disks ${s.disks.map((k) => `${k.kind}:${k.serial}${k.wwn ? `:${k.wwn}` : ''}`).join(' ')}`);
     say(`  console: tail -f ${s.console}`);
   }
@@ -67,6 +80,7 @@ async function main(): Promise<void> {
       servers: { type: 'string' }, memory: { type: 'string' }, cpus: { type: 'string' }, 'disk-gib': { type: 'string' },
       accel: { type: 'string' }, namespace: { type: 'string' }, 'state-dir': { type: 'string' }, quirks: { type: 'string', multiple: true },
       'second-nic': { type: 'string' }, vlan: { type: 'string' },
+      'bmc-profile': { type: 'string' }, 'bmc-profiles': { type: 'string' }, 'no-dhcp': { type: 'string' },
     },
   });
   const base = defaultLabOptions(REPO, { namespace: values.namespace || undefined });
@@ -79,11 +93,14 @@ async function main(): Promise<void> {
   if (command !== 'up') throw new Error('usage: lab up|down [options] (see lab/cli.ts)');
   const accel = values.accel || base.accel;
   if (accel !== 'tcg' && accel !== 'kvm') throw new Error(`--accel: "${accel}" is not tcg or kvm`);
+  const servers = int('servers', values.servers) ?? base.servers;
   const opts = {
     ...base,
     stateDir,
     accel: accel as 'tcg' | 'kvm',
-    servers: int('servers', values.servers) ?? base.servers,
+    servers,
+    profiles: profiles(servers, values['bmc-profile'] || undefined, values['bmc-profiles'] || undefined),
+    dhcpIgnore: (values['no-dhcp'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     memoryMiB: int('memory', values.memory) ?? base.memoryMiB,
     cpus: int('cpus', values.cpus) ?? base.cpus,
     diskGiB: int('disk-gib', values['disk-gib']) ?? base.diskGiB,

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { BmcConfig } from './bmc/config.js';
 import { isQuirk, type Quirk } from './bmc/machine/quirks.js';
+import { profileOf } from './bmc/profiles/profiles.js';
+import { setUpProfile } from './bmc/redfish/profile-setup.js';
 import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
 import { waitForHttp } from './ns-http.js';
 
@@ -34,8 +36,12 @@ export interface LabOptions {
   cpus: number;
   diskGiB: number;
   accel: 'tcg' | 'kvm';
-  /** quirk profiles by server name */
+  /** quirks by server name (on top of the server's BMC profile) */
   quirks: Record<string, Quirk[]>;
+  /** BMC profiles by server name (lab/bmc/profiles: standard, dell, hpe, lenovo or a recording's directory) */
+  profiles: Record<string, string>;
+  /** servers the lab's DHCP server ignores (they boot and run on static addresses) */
+  dhcpIgnore: string[];
   /** BMC timing overrides (tests shorten or lengthen the quirk windows) */
   bmcTimings?: BmcConfig['timings'];
   /**
@@ -60,6 +66,8 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     diskGiB: 8,
     accel: 'tcg',
     quirks: {},
+    profiles: {},
+    dhcpIgnore: [],
     secondNic: 'data',
     vlan: 0,
     serviceLogLevel: 'debug',
@@ -72,7 +80,7 @@ export interface LabServer {
   name: string;
   uuid: string;
   serialNumber: string;
-  bmc: { url: string; host: string; username: string; password: string; systemId: string; quirks: Quirk[] };
+  bmc: { url: string; host: string; username: string; password: string; systemId: string; profile: string; quirks: Quirk[] };
   macs: string[];
   /** the NIC on the provisioning network (DHCP) is macs[0]; macs[1] is on the data bridge or beside it */
   provisioningMac: string;
@@ -165,6 +173,15 @@ function preflight(opts: LabOptions): void {
     if (!m || Number(m[1]) < 1 || Number(m[1]) > opts.servers) throw new Error(`quirks: no server named "${name}" (servers are server1..server${opts.servers})`);
     for (const q of quirks) if (!isQuirk(q)) throw new Error(`quirks: "${q}" is not a quirk profile`);
   }
+  const serverName = (what: string, name: string) => {
+    const m = /^server(\d+)$/.exec(name);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > opts.servers) throw new Error(`${what}: no server named "${name}" (servers are server1..server${opts.servers})`);
+  };
+  for (const [name, profile] of Object.entries(opts.profiles)) {
+    serverName('profiles', name);
+    profileOf(profile);
+  }
+  for (const name of opts.dhcpIgnore) serverName('no-dhcp', name);
 }
 
 async function openssl(args: string[]): Promise<void> {
@@ -219,6 +236,8 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       `--dhcp-range=${SUBNET.dhcpFirst},${SUBNET.dhcpLast},255.255.255.0,1h`,
       `--dhcp-option=option:router,${SUBNET.gateway}`, `--dhcp-option=option:dns-server,${SUBNET.gateway}`,
       `--dhcp-leasefile=${join(opts.stateDir, 'dnsmasq.leases')}`, '--log-dhcp', `--log-facility=${dhcpLog}`,
+      // Servers that boot with a static address get no lease: a DHCP answer would hide a broken setup.
+      ...plans.filter((p) => opts.dhcpIgnore.includes(p.name)).flatMap((p) => p.macs.map((mac) => `--dhcp-host=${mac},ignore`)),
     ], join(opts.stateDir, 'dnsmasq.out'));
 
     const certs = await makeServiceCertificates(opts.stateDir, SUBNET.gateway);
@@ -246,12 +265,15 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
     for (const p of plans) {
       mkdirSync(p.dir, { recursive: true });
       const password = randomBytes(9).toString('base64url');
+      const { profile, systemId } = setUpProfile(opts.profiles[p.name] ?? 'standard');
       const cfg: BmcConfig = {
         listen: `${p.bmcAddress}:443`,
         username: 'admin',
         password,
-        systemId: 'System.Embedded.1',
+        // A profiled BMC's System has the recording's id.
+        systemId: systemId ?? 'System.Embedded.1',
         stateDir: p.dir,
+        profile: opts.profiles[p.name] ?? 'standard',
         quirks: opts.quirks[p.name] ?? [],
         timings: opts.bmcTimings ?? {},
         logLevel: 'info',
@@ -277,7 +299,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
         name: p.name,
         uuid: cfg.hardware.uuid,
         serialNumber: p.serialNumber,
-        bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, quirks: cfg.quirks },
+        bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, profile: cfg.profile, quirks: [...new Set([...profile.quirks, ...cfg.quirks])] },
         macs: p.macs,
         provisioningMac: p.macs[0]!,
         stateDir: p.dir,

@@ -14,6 +14,8 @@ export const bmcConfigSchema = z.strictObject({
   systemId: z.string().regex(/^[A-Za-z0-9._-]+$/),
   /** directory for the certificate, NVRAM and QMP socket */
   stateDir: z.string().min(1),
+  /** A BMC profile (lab/bmc/profiles): standard, dell, hpe, lenovo, or a directory with a recording. */
+  profile: z.string().min(1).default('standard'),
   quirks: z.array(z.string().refine(isQuirk, { message: `one of ${Object.keys(QUIRKS).join(', ')}` })).default([]),
   timings: z.strictObject({
     powerOnDelayMs: z.number().int().min(0).optional(),

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { loadBmcConfig } from './config.js';
 import { Machine } from './machine/machine.js';
 import { httpMediaProbe } from './media-probe.js';
+import { setUpProfile } from './redfish/profile-setup.js';
 import { qmpSockets } from './qemu/command-line.js';
 import { QemuDriver } from './qemu/driver.js';
 import { buildRedfishApp } from './redfish/app.js';
@@ -43,8 +44,12 @@ async function main(): Promise<void> {
   const log = (event: string, fields: Record<string, unknown> = {}) => app?.log.info({ server: hwc.name, ...fields }, event);
   const sockets = qmpSockets(cfg.stateDir);
   const driver = new QemuDriver({ ...hwc, nvram, qmpSocket: sockets.qmp, linkSocket: sockets.link }, log);
-  const machine = new Machine(driver, httpMediaProbe(), new Set(cfg.quirks), { log }, cfg.timings);
+  const setup = setUpProfile(cfg.profile, cfg.quirks);
+  const { profile, recording } = setup;
+  if (setup.systemId && setup.systemId !== cfg.systemId) throw new Error(`${file}: systemId: the ${profile.name} recording's System is "${setup.systemId}", not "${cfg.systemId}"`);
+  const machine = new Machine(driver, httpMediaProbe(), new Set(profile.quirks), { log }, cfg.timings, setup.capabilities());
   app = buildRedfishApp({
+    ...(recording ? { recorded: { recording, profile } } : {}),
     inventory: { systemId: cfg.systemId, name: hwc.name, uuid: hwc.uuid, serialNumber: hwc.serialNumber, memoryMiB: hwc.memoryMiB, cpus: hwc.cpus, nics: hwc.nics, disks: hwc.disks },
     machine,
     username: cfg.username,

@@ -1,6 +1,6 @@
 // A MachineDriver and MediaProbe that record what the machine model asks of them, so the power state
 // machine and the Redfish adapter run without QEMU.
-import { Machine, MachineError, type MachineTimings, type MediaProbe } from '../../lab/bmc/machine/machine.js';
+import { Machine, MachineError, type MachineCapabilities, type MachineTimings, type MediaProbe } from '../../lab/bmc/machine/machine.js';
 import type { Quirk } from '../../lab/bmc/machine/quirks.js';
 import type { BootPlan, MachineDriver, StopReason } from '../../lab/bmc/machine/types.js';
 
@@ -78,11 +78,11 @@ export class FakeProbe {
 
 export const FAST: Partial<MachineTimings> = { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 200, postMs: 200 };
 
-export function makeMachine(quirks: Quirk[] = [], timings: Partial<MachineTimings> = FAST) {
+export function makeMachine(quirks: Quirk[] = [], timings: Partial<MachineTimings> = FAST, capabilities: MachineCapabilities = {}) {
   const driver = new FakeDriver();
   const probe = new FakeProbe();
   const log: { event: string; fields?: Record<string, unknown> }[] = [];
-  const machine = new Machine(driver, probe.probe, new Set(quirks), { log: (event, fields) => log.push({ event, fields }) }, timings);
+  const machine = new Machine(driver, probe.probe, new Set(quirks), { log: (event, fields) => log.push({ event, fields }) }, timings, capabilities);
   return { machine, driver, probe, log };
 }
 

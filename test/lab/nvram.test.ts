@@ -126,6 +126,36 @@ describe('setHttpBootNext', () => {
     expect(end).toEqual(hex('7f ff 0400'));
   });
 
+  test('staticIpv4: the IPv4 node carries StaticIpAddress 1, local/remote address, TCP, gateway and mask', () => {
+    const uri = 'http://192.0.2.1:8080/boot.efi';
+    const opt = parseLoadOption(
+      buildHttpBootLoadOption({ uri, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.50', prefixLength: 24, gateway: '192.0.2.254' } }),
+    );
+    expect(opt.nodes.map((x) => x.subarray(0, 2).toString('hex'))).toEqual(['0201', '0101', '030b', '030c', '0318', '7fff']);
+    const ipv4 = opt.nodes[3]!;
+    expect(ipv4.readUInt16LE(2)).toBe(27); // 4-byte header + 23-byte body
+    const body = ipv4.subarray(4);
+    expect([...body.subarray(0, 4)].join('.')).toBe('192.0.2.50'); // LocalIpAddress
+    expect([...body.subarray(4, 8)].join('.')).toBe('192.0.2.1'); // RemoteIpAddress: the URI's host
+    expect(body.readUInt16LE(8)).toBe(0); // LocalPort
+    expect(body.readUInt16LE(10)).toBe(0); // RemotePort
+    expect(body.readUInt16LE(12)).toBe(6); // Protocol: TCP
+    expect(body[14]).toBe(1); // StaticIpAddress: TRUE
+    expect([...body.subarray(15, 19)].join('.')).toBe('192.0.2.254'); // GatewayIpAddress
+    expect([...body.subarray(19, 23)].join('.')).toBe('255.255.255.0'); // SubnetMask
+    expect(ipv4).toEqual(hex('03 0c 1b00 c0000232 c0000201 0000 0000 0600 01 c00002fe ffffff00'));
+
+    // No gateway → 0.0.0.0; a host name in the URI → RemoteIp 0.0.0.0; odd prefixes give the right mask.
+    const named = parseLoadOption(
+      buildHttpBootLoadOption({ uri: 'http://boot.example:8080/x.efi', mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '10.1.2.3', prefixLength: 20 } }),
+    ).nodes[3]!;
+    expect(named).toEqual(hex('03 0c 1b00 0a010203 00000000 0000 0000 0600 01 00000000 fffff000'));
+    // Everything else in the path is what the DHCP variant writes.
+    const dhcp = parseLoadOption(buildHttpBootLoadOption({ uri, mac: '52:54:00:12:34:56', pciDevice: 3 }));
+    expect(dhcp.nodes[3]).toEqual(Buffer.concat([hex('03 0c 1b00'), Buffer.alloc(23)]));
+    expect(opt.nodes.filter((_, i) => i !== 3)).toEqual(dhcp.nodes.filter((_, i) => i !== 3));
+  });
+
   test('without mac and pci the path is Uri() / End only; optionNumber and defaults', async () => {
     const f = await freshCopy();
     await setHttpBootNext(f, { uri: 'https://boot.example/x.efi', optionNumber: 0xbeef });
@@ -205,6 +235,17 @@ describe('input errors', () => {
     [{ uri: URI, pciDevice: 3 }, /mac and pciDevice must be given together/],
     [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 32 }, /pciDevice must be an integer 0..31/],
     [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, pciFunction: 8 }, /pciFunction must be an integer 0..7/],
+    [{ uri: URI, staticIpv4: { address: '192.0.2.50', prefixLength: 24 } }, /staticIpv4 needs mac and pciDevice/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', staticIpv4: { address: '192.0.2.50', prefixLength: 24 } }, /staticIpv4 needs mac and pciDevice/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.256', prefixLength: 24 } }, /staticIpv4.address must be a dotted-quad/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.050', prefixLength: 24 } }, /staticIpv4.address must be a dotted-quad/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: 'fe80::1', prefixLength: 24 } }, /staticIpv4.address must be a dotted-quad/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '224.0.0.5', prefixLength: 24 } }, /staticIpv4.address must be a unicast/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.0', prefixLength: 24 } }, /network or broadcast/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.50', prefixLength: 0 } }, /staticIpv4.prefixLength must be an integer 1..32/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.50', prefixLength: 33 } }, /staticIpv4.prefixLength must be an integer 1..32/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.50', prefixLength: 24, gateway: '192.0.3.1' } }, /staticIpv4.gateway 192.0.3.1 is not inside 192.0.2.50\/24/],
+    [{ uri: URI, mac: '52:54:00:12:34:56', pciDevice: 3, staticIpv4: { address: '192.0.2.50', prefixLength: 24, gateway: 'router' } }, /staticIpv4.gateway must be a dotted-quad/],
     [{ uri: URI, optionNumber: 0x10000 }, /optionNumber must be/],
     [{ uri: URI, optionNumber: 1.5 }, /optionNumber must be/],
     [{ uri: URI, description: '' }, /non-empty/],

@@ -2,38 +2,22 @@
 // Redfish adapter and machine model over a fake driver, served over HTTPS on loopback, and each module
 // run by `ansible localhost -m`. Each test fails when the orchestrator's handling of its behaviour is
 // taken out; what the BMC answered is read from its own response log.
-import { execFile, spawn } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Quirk } from '../../lab/bmc/machine/quirks.js';
 import { buildRedfishApp } from '../../lab/bmc/redfish/app.js';
 import type { Inventory } from '../../lab/bmc/redfish/resources.js';
-import { makeMachine, sleep } from '../lab/bmc-fakes.js';
-import { ORCHESTRATOR, requireAnsible } from '../support/ansible.js';
-import { tempDir } from '../support/service.js';
+import { makeMachine } from '../lab/bmc-fakes.js';
+import { requireAnsible } from '../support/ansible.js';
+import { certificate, expectRefusedThenTaken, module, PASS, until, USER } from '../support/redfish-modules.js';
 
 requireAnsible();
-const USER = 'admin';
-const PASS = 'contract-s3cret';
 const INVENTORY: Inventory = {
   systemId: 'srv1', name: 'server-1', uuid: '0b9c3a52-7c38-4c1e-9a55-0e5f1f6c1a01', serialNumber: 'LAB0001', memoryMiB: 2048, cpus: 2,
   nics: [{ mac: '52:54:00:00:01:01' }], disks: [{ kind: 'nvme', serial: 'NVME1SER', sizeGiB: 4 }],
 };
 const ISO_A = 'http://192.0.2.1:8080/artifacts/a/boot.iso';
 const ISO_B = 'http://192.0.2.1:8080/artifacts/b/boot.iso';
-
-let tls: { key: string; cert: string } | undefined;
-async function certificate(): Promise<{ key: string; cert: string }> {
-  if (tls) return tls;
-  const dir = tempDir('bmc-cert');
-  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=bmc',
-    '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')]);
-  const fs = await import('node:fs');
-  tls = { key: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
-  return tls;
-}
 
 let apps: FastifyInstance[] = [];
 afterEach(async () => {
@@ -53,19 +37,6 @@ async function bmc(quirks: Quirk[], postMs = 200, insertTaskMs = 2_500) {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
   return { ...m, answers, host: `127.0.0.1:${port}` };
-}
-
-/** Runs one of the collection's modules on the controller; its result. */
-async function module(name: string, host: string, args: Record<string, unknown>, password = PASS): Promise<Record<string, any>> {
-  const moduleArgs = JSON.stringify({ bmc_host: host, bmc_username: USER, bmc_password: password, change_delay: 1, ...args });
-  const env = { ...process.env, ANSIBLE_LOAD_CALLBACK_PLUGINS: '1', ANSIBLE_STDOUT_CALLBACK: 'json', ANSIBLE_CALLBACKS_ENABLED: '', ANSIBLE_NOCOLOR: '1' };
-  const out = await new Promise<string>((resolve) => {
-    const child = spawn('ansible', ['localhost', '-m', `uki_on_demand.baremetal.${name}`, '-a', moduleArgs], { cwd: ORCHESTRATOR, env, stdio: ['ignore', 'pipe', 'inherit'] });
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    child.on('close', () => resolve(text));
-  });
-  return JSON.parse(out.slice(out.indexOf('{'))).plays[0].tasks[0].hosts.localhost;
 }
 
 describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_000 }, () => {
@@ -179,17 +150,3 @@ describe('the Redfish modules against BMC behaviours (no boot)', { timeout: 120_
   });
 });
 
-/** What the BMC answered to one action: one or more refusals with `status`, then the one it took. */
-function expectRefusedThenTaken(answers: { url: string; status: number }[], action: string, status: number): void {
-  const got = answers.filter((a) => a.url.endsWith(action)).map((a) => a.status);
-  expect(got.length, `${action}: ${got}`).toBeGreaterThan(1);
-  expect(got).toEqual([...got.slice(0, -1).map(() => status), 204]);
-}
-
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}

@@ -4,6 +4,7 @@
 import type { BootPlan, BootTarget, MachineDriver, OverrideEnabled, OverrideMode, PowerState, ResetType, StopReason } from './types.js';
 import { BOOT_TARGETS, OVERRIDE_ENABLED, OVERRIDE_MODES, RESET_TYPES } from './types.js';
 import { DEFAULT_QUIRK_TIMINGS, type Quirk, type QuirkTimings } from './quirks.js';
+import type { FirmwareSetup } from './firmware.js';
 
 /** A refusal the Redfish adapter turns into an error body; `kind` picks the status and MessageId. */
 export class MachineError extends Error {
@@ -46,10 +47,20 @@ export interface MachineEvents {
   log(event: string, fields?: Record<string, unknown>): void;
 }
 
+/** What this server's BMC offers beyond the standard: its reset types, its BIOS setup. */
+export interface MachineCapabilities {
+  /** The reset types the BMC lists (default: all the model knows). */
+  resetTypes?: readonly ResetType[];
+  /** BIOS attributes with pending settings, and the HTTP boot device they describe. */
+  firmware?: FirmwareSetup;
+}
+
 export class Machine {
   private power: PowerState = 'Off';
   private override: BootOverride = { target: 'None', enabled: 'Disabled', mode: 'UEFI', httpBootUri: null };
   private media: MediaSlot = { image: null, inserted: false, writeProtected: true };
+  /** The last image inserted, ejected or not (imagename-after-eject shows it). */
+  lastImage: string | null = null;
   /** eject-lag: the image still reported until this time. */
   private ejectedImage: { image: string; until: number } | null = null;
   private postUntil = 0;
@@ -70,6 +81,7 @@ export class Machine {
     readonly quirks: ReadonlySet<Quirk>,
     private readonly events: MachineEvents,
     timings: Partial<MachineTimings> = {},
+    private readonly capabilities: MachineCapabilities = {},
   ) {
     this.timings = { ...DEFAULT_TIMINGS, ...timings };
     driver.onStop((reason) => this.stopped(reason));
@@ -97,7 +109,12 @@ export class Machine {
   }
 
   allowedResetTypes(): ResetType[] {
-    return RESET_TYPES.filter((t) => !(t === 'PowerCycle' && this.quirks.has('no-power-cycle')));
+    const offered = this.capabilities.resetTypes ?? RESET_TYPES;
+    return RESET_TYPES.filter((t) => offered.includes(t) && !(t === 'PowerCycle' && this.quirks.has('no-power-cycle')));
+  }
+
+  get firmware(): FirmwareSetup | undefined {
+    return this.capabilities.firmware;
   }
 
   // --- Redfish actions ------------------------------------------------------------------------
@@ -167,8 +184,10 @@ export class Machine {
     if (patch.enabled !== undefined && !(OVERRIDE_ENABLED as readonly string[]).includes(patch.enabled)) {
       throw new MachineError('bad-value', `"${patch.enabled}" is not an allowed value; allowed: ${OVERRIDE_ENABLED.join(', ')}`, 'Boot/BootSourceOverrideEnabled');
     }
-    if (patch.mode !== undefined && !(OVERRIDE_MODES as readonly string[]).includes(patch.mode)) {
-      throw new MachineError('bad-value', `"${patch.mode}" is not an allowed value; this server boots UEFI only`, 'Boot/BootSourceOverrideMode');
+    // The lab's firmware boots UEFI only; Legacy exists for usbcd-only, where a BMC falls back to it.
+    const modes = this.quirks.has('usbcd-only') ? OVERRIDE_MODES : OVERRIDE_MODES.filter((m) => m === 'UEFI');
+    if (patch.mode !== undefined && !(modes as readonly string[]).includes(patch.mode)) {
+      throw new MachineError('bad-value', `"${patch.mode}" is not an allowed value; allowed: ${modes.join(', ')}`, 'Boot/BootSourceOverrideMode');
     }
     if (this.quirks.has('no-override-disable') && patch.enabled === 'Disabled') {
       throw new MachineError('internal', 'the boot override cannot be disabled', 'Boot/BootSourceOverrideEnabled');
@@ -180,6 +199,8 @@ export class Machine {
     if (patch.enabled !== undefined) next.enabled = patch.enabled as OverrideEnabled;
     if (patch.mode !== undefined) next.mode = patch.mode as OverrideMode;
     if (patch.httpBootUri !== undefined) next.httpBootUri = patch.httpBootUri || null;
+    // usbcd-only (Supermicro): a target sent without its mode falls back to Legacy.
+    if (this.quirks.has('usbcd-only') && patch.target !== undefined && patch.target !== 'None' && patch.mode === undefined) next.mode = 'Legacy';
     // Setting a target without saying how long it lasts means once, as on most BMCs.
     if (patch.target !== undefined && patch.target !== 'None' && patch.enabled === undefined && next.enabled === 'Disabled') next.enabled = 'Once';
     if (next.target === 'None') next.enabled = 'Disabled';
@@ -207,6 +228,7 @@ export class Machine {
     // The slot may have been filled while the probe ran.
     if (this.mediaSlot.inserted) throw new MachineError('conflict', `the Cd slot already holds ${this.mediaSlot.image}; eject it first`);
     this.media = { image, inserted: true, writeProtected };
+    this.lastImage = image;
     this.events.log('media inserted', { image });
     if (this.power === 'On') await this.driver.changeMedia(image);
   }
@@ -246,6 +268,9 @@ export class Machine {
   private async start(withDelay: boolean): Promise<void> {
     this.power = 'PoweringOn';
     if (withDelay) await sleep(this.timings.powerOnDelayMs);
+    // The firmware takes its pending settings (a BIOS job) before it chooses what to boot.
+    const applied = this.capabilities.firmware?.applyPending() ?? [];
+    if (applied.length) this.events.log('bios settings applied', { attributes: applied });
     const plan = this.planBoot();
     this.lastBoot = plan;
     this.bootCount++;
@@ -276,18 +301,25 @@ export class Machine {
   }
 
   private planBoot(): BootPlan {
-    const { target, enabled, httpBootUri } = this.override;
+    const { target, enabled, mode, httpBootUri } = this.override;
     const mediaUrl = this.media.inserted && this.media.image ? this.media.image : undefined;
+    // UefiHttp fetches HttpBootUri where the BMC has it, else the HTTP boot device of the BIOS setup.
+    const http = httpBootUri ? { uri: httpBootUri } : this.capabilities.firmware?.httpBootDevice();
+    // usbcd-only: the virtual CD is UsbCd; Cd names a drive that is not there.
+    const cdTarget = this.quirks.has('usbcd-only') ? 'UsbCd' : 'Cd';
     let device: BootPlan['device'] = 'default';
-    if (enabled !== 'Disabled') {
-      if (target === 'Cd' && mediaUrl) device = 'cd';
+    if (enabled !== 'Disabled' && mode === 'UEFI') {
+      if (target === cdTarget && mediaUrl) device = 'cd';
       else if (target === 'Hdd') device = 'hdd';
-      else if (target === 'UefiHttp' && httpBootUri) device = 'http';
+      else if (target === 'UefiHttp' && http) device = 'http';
     }
     if (enabled === 'Once') this.override = { ...this.override, target: 'None', enabled: 'Disabled' };
     const plan: BootPlan = { device };
     if (mediaUrl) plan.mediaUrl = mediaUrl;
-    if (device === 'http' && httpBootUri) plan.httpBootUri = httpBootUri;
+    if (device === 'http' && http) {
+      plan.httpBootUri = http.uri;
+      if (http.address) plan.httpBootAddress = http.address;
+    }
     return plan;
   }
 

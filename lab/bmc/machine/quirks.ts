@@ -27,6 +27,25 @@ export const QUIRKS = {
   'reset-types-in-actioninfo': 'ResetType allowable values only in the ActionInfo resource',
   /** Some BMCs (Lenovo SD530, others): InsertMedia without TransferProtocolType is a 400 ActionParameterMissing. */
   'transfer-protocol-required': 'InsertMedia refused without TransferProtocolType',
+  /** Supermicro: the virtual CD boots only as target UsbCd, and a target sent without
+   *  BootSourceOverrideMode falls back to Legacy (which boots nothing here). */
+  'usbcd-only': 'virtual media boots only as UsbCd; a target without its mode becomes Legacy',
+  /** Supermicro: ImageName keeps the last image's name after EjectMedia (Image and Inserted clear). */
+  'imagename-after-eject': 'ImageName still names the last image after EjectMedia',
+  /** iLO and others: a PATCH without If-Match is 428; a weak ETag sent back as is is 412. */
+  'if-match-required': 'PATCH refused without If-Match (428) or with a weak ETag (412)',
+  /** Dell iDRAC: BIOS settings apply at the next reset only when committed with an apply time (a job). */
+  'bios-job-required': 'pending BIOS settings apply only when committed with @Redfish.SettingsApplyTime',
+  /** Some BMCs (and hardened setups): HTTP Basic is refused; only Redfish sessions (X-Auth-Token) work. */
+  'session-only': 'HTTP Basic refused: only Redfish sessions (X-Auth-Token)',
+  /** Some BMCs: the System has no Links.ManagedBy; its Manager is found in the Managers collection. */
+  'no-managed-by': 'no Links.ManagedBy on the System',
+  /** Some BMCs: the first slot listed is the KVM console's (CD/DVD, no actions, no PATCH). */
+  'kvm-slot-first': 'a KVM-only CD slot (no InsertMedia, no PATCH) listed first',
+  /** iLO without its Advanced licence, XCC without its own: virtual media refused with 400. */
+  'media-licence-required': 'virtual media refused with 400: a licence is required',
+  /** iDRAC10: Boot is read-only on the System and written through its @Redfish.Settings resource. */
+  'boot-in-settings': 'Boot read-only on the System; written at Systems/{id}/Settings',
 } as const;
 
 export type Quirk = keyof typeof QUIRKS;

@@ -1,17 +1,20 @@
 // The vocabulary of a virtual server as its BMC sees it: Redfish enum values, the boot plan handed to
 // a driver at each power-on, and the driver seam (sushy-tools' abstract driver, reduced to what a
 // power button, a reset line and a firmware boot choice need).
+import type { StaticAddress } from './firmware.js';
 
 export const POWER_STATES = ['On', 'Off', 'PoweringOn', 'PoweringOff'] as const;
 export type PowerState = (typeof POWER_STATES)[number];
 
-export const BOOT_TARGETS = ['None', 'Cd', 'Hdd', 'UefiHttp'] as const;
+// UsbCd: Supermicro's name for its virtual CD (usbcd-only).
+export const BOOT_TARGETS = ['None', 'Cd', 'UsbCd', 'Hdd', 'UefiHttp'] as const;
 export type BootTarget = (typeof BOOT_TARGETS)[number];
 
 export const OVERRIDE_ENABLED = ['Disabled', 'Once', 'Continuous'] as const;
 export type OverrideEnabled = (typeof OVERRIDE_ENABLED)[number];
 
-export const OVERRIDE_MODES = ['UEFI'] as const;
+// Legacy only where a quirk needs it (it boots nothing: the lab's firmware is UEFI only).
+export const OVERRIDE_MODES = ['UEFI', 'Legacy'] as const;
 export type OverrideMode = (typeof OVERRIDE_MODES)[number];
 
 export const RESET_TYPES = ['On', 'ForceOff', 'GracefulShutdown', 'GracefulRestart', 'ForceRestart', 'PowerCycle'] as const;
@@ -25,6 +28,8 @@ export interface BootPlan {
   mediaUrl?: string;
   /** Only with device 'http': the URI the firmware fetches. */
   httpBootUri?: string;
+  /** Only with device 'http': the firmware's static address (absent: DHCP). */
+  httpBootAddress?: StaticAddress;
 }
 
 /** Why a running machine stopped, as the driver saw it. */

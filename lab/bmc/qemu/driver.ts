@@ -40,7 +40,13 @@ export class QemuDriver implements MachineDriver {
     if (this.child) throw new Error('the machine is already running');
     if (plan.device === 'http' && plan.httpBootUri) {
       const nic = this.hw.nics[0]!;
-      await setHttpBootNext(this.hw.nvram, { uri: plan.httpBootUri, mac: nic.mac, pciDevice: nic.pciSlot, pciFunction: 0, description: 'UEFI HTTP Boot (BMC HttpBootUri)' });
+      // A static address from the BIOS setup goes into the IPv4 node, as a vendor's firmware writes it;
+      // OVMF runs DHCP whatever the node says (lab/README.md "Static address in the HTTP boot entry").
+      const address = plan.httpBootAddress;
+      await setHttpBootNext(this.hw.nvram, {
+        uri: plan.httpBootUri, mac: nic.mac, pciDevice: nic.pciSlot, pciFunction: 0, description: 'UEFI HTTP Boot (BMC)',
+        ...(address ? { staticIpv4: { address: address.address, prefixLength: address.prefixLength, ...(address.gateway ? { gateway: address.gateway } : {}) } } : {}),
+      });
     } else {
       await clearBootNext(this.hw.nvram);
     }

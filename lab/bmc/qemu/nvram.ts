@@ -5,7 +5,10 @@
 //   setHttpBootNext(varsFile, { uri, mac?, pciDevice?, pciFunction?, description?, optionNumber? })
 //       writes Boot<optionNumber> (default Boot0100) and BootNext = optionNumber, replacing earlier
 //       copies. With mac + pciDevice the device path is PciRoot(0)/Pci(dev,fn)/MAC(mac,1)/IPv4(DHCP)/
-//       Uri(uri); without them it is Uri(uri) alone (the firmware then tries every NIC).
+//       Uri(uri); without them it is Uri(uri) alone (the firmware then tries every NIC). With
+//       staticIpv4 (only together with mac + pciDevice) the IPv4 node carries StaticIpAddress=TRUE and
+//       the address, mask and gateway. NOTE: OVMF/edk2's HttpBootDxe ignores that node's contents and
+//       always runs DHCP (see lab/README.md, "Static address in the HTTP boot entry").
 //   clearBootNext(varsFile, { optionNumber? })   deletes BootNext and Boot<optionNumber>.
 //   readVariables(varsFile)                      the live variables, in store order.
 //   storeUsage(varsFile)                         sizes of the variable area (live, deleted, free).
@@ -63,6 +66,21 @@ export interface HttpBootOptions {
   description?: string;
   /** The #### of Boot####, default 0x0100. */
   optionNumber?: number;
+  /**
+   * A static address for the IPv4 device path node (StaticIpAddress TRUE) instead of an all-zero
+   * "use DHCP" node; only together with mac + pciDevice. The node is spec-conformant, but edk2's
+   * HttpBootDxe (OVMF) does not read it and still needs a DHCP server: see lab/README.md.
+   */
+  staticIpv4?: StaticIpv4;
+}
+
+export interface StaticIpv4 {
+  /** The NIC's own address, dotted quad (e.g. 192.0.2.50). */
+  address: string;
+  /** Subnet prefix length 1..32 (24 for 255.255.255.0). */
+  prefixLength: number;
+  /** Default gateway, dotted quad inside address/prefixLength; 0.0.0.0 in the node when absent. */
+  gateway?: string;
 }
 
 export interface EfiVariable {
@@ -162,6 +180,10 @@ export function buildHttpBootLoadOption(opts: HttpBootOptions): Buffer {
   const uri = checkUri(opts.uri);
   const description = checkDescription(opts.description ?? DEFAULT_DESCRIPTION);
   const nodes: Buffer[] = [];
+  const staticIpv4 = opts.staticIpv4 === undefined ? undefined : checkStaticIpv4(opts.staticIpv4);
+  if (staticIpv4 && (opts.mac === undefined || opts.pciDevice === undefined)) {
+    throw new Error('staticIpv4 needs mac and pciDevice: the IPv4 node only exists in a PciRoot/Pci/MAC/IPv4/Uri path');
+  }
   if (opts.mac !== undefined || opts.pciDevice !== undefined || opts.pciFunction !== undefined) {
     // A MAC-only or PCI-less path is "Not Found" to OVMF's HTTP boot: the NIC is matched by the
     // full PciRoot/Pci/MAC prefix, and the IPv4 node is what selects IPv4 + DHCP.
@@ -169,7 +191,7 @@ export function buildHttpBootLoadOption(opts: HttpBootOptions): Buffer {
       throw new Error('mac and pciDevice must be given together (or neither, for a Uri()-only device path)');
     }
     nodes.push(pciRootNode(), pciNode(checkPciDevice(opts.pciDevice), checkPciFunction(opts.pciFunction ?? 0)));
-    nodes.push(macNode(parseMac(opts.mac)), ipv4DhcpNode());
+    nodes.push(macNode(parseMac(opts.mac)), staticIpv4 ? ipv4StaticNode(staticIpv4, uriHostIpv4(uri)) : ipv4DhcpNode());
   }
   nodes.push(uriNode(uri), endNode());
   const filePath = Buffer.concat(nodes);
@@ -212,6 +234,30 @@ function macNode(mac: Buffer): Buffer {
 /** IPv4_DEVICE_PATH all zero: StaticIpAddress FALSE, i.e. take the address from DHCP. */
 function ipv4DhcpNode(): Buffer {
   return node(0x03, 0x0c, Buffer.alloc(23));
+}
+
+interface CheckedStaticIpv4 {
+  address: Buffer;
+  mask: Buffer;
+  gateway: Buffer;
+}
+
+/**
+ * IPv4_DEVICE_PATH (UEFI spec "IPv4 Device Path", 27 bytes): LocalIpAddress[4], RemoteIpAddress[4],
+ * LocalPort u16, RemotePort u16, Protocol u16, StaticIpAddress u8, GatewayIpAddress[4], SubnetMask[4].
+ * Ports 0, Protocol 6 (TCP, what HTTP runs on), RemoteIp the URI's host when it is an IPv4 literal.
+ */
+function ipv4StaticNode(ip: CheckedStaticIpv4, remote: Buffer): Buffer {
+  const body = Buffer.alloc(23);
+  ip.address.copy(body, 0);
+  remote.copy(body, 4);
+  body.writeUInt16LE(0, 8); // LocalPort
+  body.writeUInt16LE(0, 10); // RemotePort
+  body.writeUInt16LE(6, 12); // Protocol: TCP
+  body.writeUInt8(1, 14); // StaticIpAddress: TRUE
+  ip.gateway.copy(body, 15);
+  ip.mask.copy(body, 19);
+  return node(0x03, 0x0c, body);
 }
 
 /** URI_DEVICE_PATH: the URI in ASCII, no NUL (its length is the node's). */
@@ -260,6 +306,51 @@ function parseMac(mac: unknown): Buffer {
     throw new Error(`mac must look like 52:54:00:12:34:56: ${JSON.stringify(mac)}`);
   }
   return Buffer.from(mac.replace(/[:-]/g, ''), 'hex');
+}
+
+function parseIpv4(field: string, value: unknown): Buffer {
+  const m = typeof value === 'string' ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(value) : null;
+  const octets = m ? m.slice(1).map(Number) : [];
+  if (!m || octets.some((o, i) => o > 255 || (m[i + 1]!.length > 1 && m[i + 1]!.startsWith('0')))) {
+    throw new Error(`${field} must be a dotted-quad IPv4 address like 192.0.2.50: ${JSON.stringify(value)}`);
+  }
+  return Buffer.from(octets);
+}
+
+function checkStaticIpv4(ip: unknown): CheckedStaticIpv4 {
+  if (typeof ip !== 'object' || ip === null) throw new Error('staticIpv4 must be an object { address, prefixLength, gateway? }');
+  const { address, prefixLength, gateway } = ip as Record<string, unknown>;
+  const addr = parseIpv4('staticIpv4.address', address);
+  if (!Number.isInteger(prefixLength) || (prefixLength as number) < 1 || (prefixLength as number) > 32) {
+    throw new Error(`staticIpv4.prefixLength must be an integer 1..32: ${String(prefixLength)}`);
+  }
+  const bits = prefixLength as number;
+  const maskN = bits === 32 ? 0xffffffff : ~(0xffffffff >>> bits) >>> 0;
+  const mask = Buffer.alloc(4);
+  mask.writeUInt32BE(maskN);
+  const addrN = addr.readUInt32BE(0);
+  if (addrN === 0 || addr[0]! >= 224 || addr[0] === 127) {
+    throw new Error(`staticIpv4.address must be a unicast host address: ${String(address)}`);
+  }
+  if (bits <= 30 && ((addrN & ~maskN) >>> 0 === 0 || (addrN | ~maskN) >>> 0 === 0xffffffff)) {
+    throw new Error(`staticIpv4.address ${String(address)} is the network or broadcast address of /${bits}`);
+  }
+  let gw: Buffer = Buffer.alloc(4);
+  if (gateway !== undefined) {
+    gw = parseIpv4('staticIpv4.gateway', gateway);
+    const gwN = gw.readUInt32BE(0);
+    if (((gwN ^ addrN) & maskN) >>> 0 !== 0) {
+      throw new Error(`staticIpv4.gateway ${String(gateway)} is not inside ${String(address)}/${bits}`);
+    }
+    if (gwN === addrN) throw new Error(`staticIpv4.gateway must differ from staticIpv4.address: ${String(gateway)}`);
+  }
+  return { address: addr, mask, gateway: gw };
+}
+
+/** The URI's host as 4 bytes when it is an IPv4 literal, else 0.0.0.0 (a name is resolved later, by DNS). */
+function uriHostIpv4(uri: string): Buffer {
+  const host = new URL(uri).hostname;
+  return /^\d+\.\d+\.\d+\.\d+$/.test(host) ? parseIpv4('uri host', host) : Buffer.alloc(4);
 }
 
 function checkPciDevice(device: unknown): number {

@@ -1,11 +1,16 @@
 // The Redfish HTTP adapter of the virtual BMC: basic auth (the service root answers without it, as
 // DSP0266 requires), routes for the resources and actions, ETags on GETs and If-Match on PATCH,
 // 405 with Allow for a known resource and the wrong method, and Redfish error bodies for everything.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { MachineError, type Machine } from '../machine/machine.js';
+import { Accepted, found, insertMedia, METHODS, objectBody, patchMedia, patchSystem, Tasks, etagOf, type Handler } from './actions.js';
 import { errorBody, errors, fromMachineError, RedfishError } from './errors.js';
-import { MEDIA_ID, Resources, STORAGE_ID, type Inventory } from './resources.js';
+import { KVM_MEDIA_ID, MEDIA_ID, Resources, STORAGE_ID, type Inventory } from './resources.js';
+import { registerRecordedRoutes } from './recorded.js';
+import { registerSessionRoutes, Sessions, SESSIONS } from './sessions.js';
+import type { BmcProfile } from '../profiles/profiles.js';
+import type { Recording } from '../profiles/recording.js';
 
 export interface RedfishOptions {
   inventory: Inventory;
@@ -17,18 +22,11 @@ export interface RedfishOptions {
   logLevel?: string;
   /** insert-task: how long the InsertMedia task runs before the image is attached. */
   insertTaskMs?: number;
+  /** A profiled BMC: the recording's resource tree instead of the lab's standard resources. */
+  recorded?: { recording: Recording; profile: BmcProfile };
 }
 
-type Handler = (req: FastifyRequest) => Promise<unknown> | unknown;
 
-/** What a handler returns for an action the BMC carries out later: 202 with the task to watch. */
-class Accepted {
-  constructor(
-    readonly location: string,
-    readonly body: unknown,
-  ) {}
-}
-const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
 
 export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
   const app = Fastify({
@@ -40,6 +38,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
   const res = new Resources(opts.inventory, opts.machine, opts.bmcUuid);
   const tasks = new Tasks();
   const want = Buffer.from(`${opts.username}:${opts.password}`);
+  const sessions = new Sessions(want);
 
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     if (body === '') return done(null, {});
@@ -56,6 +55,11 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     if (req.method === 'GET' || req.method === 'HEAD') {
       if (path === '/redfish' || path === '/redfish/v1' || path === '') return;
     }
+    // A session's token, or the credentials in the body of the login itself.
+    const token = req.headers['x-auth-token'];
+    if (typeof token === 'string' && sessions.valid(token)) return;
+    if (req.method === 'POST' && path === SESSIONS) return;
+    if (opts.machine.quirks.has('session-only')) throw errors.unauthorized('this BMC takes Redfish sessions only: POST the credentials to ' + SESSIONS);
     const auth = req.headers.authorization ?? '';
     const m = /^Basic\s+(.+)$/i.exec(auth);
     const got = m ? Buffer.from(m[1]!, 'base64') : Buffer.alloc(0);
@@ -65,7 +69,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
   // transient-500: every other change request is refused as iDRAC refuses them while it reloads.
   let changes = 0;
   app.addHook('preHandler', async (req) => {
-    if (!opts.machine.quirks.has('transient-500') || (req.method !== 'POST' && req.method !== 'PATCH')) return;
+    if (!opts.machine.quirks.has('transient-500') || (req.method !== 'POST' && req.method !== 'PATCH') || req.url.startsWith(SESSIONS)) return;
     if (changes++ % 2 === 0) throw new RedfishError(500, 'IDRAC.2.8.SYS518', 'iDRAC is not ready. The configuration values cannot be accessed. Please retry after a few minutes.');
   });
 
@@ -85,6 +89,17 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).header('odata-version', '4.0').send(errorBody(errors.notFound(req.url)));
   });
+
+  registerSessionRoutes(app, sessions);
+  app.route({
+    method: 'GET',
+    url: '/redfish/v1/TaskService/Tasks/:task',
+    handler: async (req, reply) => reply.header('odata-version', '4.0').send(found(req, tasks.get((req.params as { task: string }).task))),
+  });
+  if (opts.recorded) {
+    registerRecordedRoutes(app, { ...opts.recorded, machine: opts.machine, inventory: opts.inventory, tasks, insertTaskMs: opts.insertTaskMs ?? 3_000 });
+    return app;
+  }
 
   /** Registers a resource: its handlers, and a 405 naming the allowed methods for every other one. */
   const resource = (path: string, handlers: Partial<Record<(typeof METHODS)[number], Handler>>) => {
@@ -126,7 +141,19 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     PATCH: (req) => {
       systemOf(req);
       checkIfMatch(req, res.computerSystem());
-      patchSystem(opts.machine, objectBody(req), res.computerSystem());
+      const body = objectBody(req);
+      if (opts.machine.quirks.has('boot-in-settings') && 'Boot' in body) throw errors.propertyNotWritable('Boot');
+      patchSystem(opts.machine, body, res.computerSystem());
+      return undefined;
+    },
+  });
+  resource('/redfish/v1/Systems/:id/Settings', {
+    GET: (req) => (systemOf(req), settingsOnly(req), res.systemSettings()),
+    PATCH: (req) => {
+      systemOf(req);
+      settingsOnly(req);
+      checkIfMatch(req, res.systemSettings());
+      patchSystem(opts.machine, objectBody(req), res.systemSettings());
       return undefined;
     },
   });
@@ -174,7 +201,13 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
       if (!res.mediaCollections().includes(path)) throw errors.notFound(req.url);
       return path;
     };
-    resource(collection, { GET: (req) => res.collection(actual(req), 'VirtualMedia', 'Virtual Media Collection', [`${actual(req)}/${MEDIA_ID}`]) });
+    resource(collection, { GET: (req) => res.collection(actual(req), 'VirtualMedia', 'Virtual Media Collection', res.mediaMembers(actual(req))) });
+    resource(`${collection}/${KVM_MEDIA_ID}`, {
+      GET: (req) => {
+        if (!opts.machine.quirks.has('kvm-slot-first')) throw errors.notFound(req.url);
+        return res.kvmMedia(actual(req));
+      },
+    });
     resource(`${collection}/${MEDIA_ID}`, {
       GET: (req) => res.virtualMedia(actual(req)),
       PATCH: async (req) => {
@@ -206,7 +239,10 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
     });
   }
 
-  resource('/redfish/v1/TaskService/Tasks/:task', { GET: (req) => found(req, tasks.get((req.params as { task: string }).task)) });
+
+  function settingsOnly(req: FastifyRequest): void {
+    if (!opts.machine.quirks.has('boot-in-settings')) throw errors.notFound(req.url);
+  }
 
   function systemOf(req: FastifyRequest): void {
     if ((req.params as { id?: string }).id !== opts.inventory.systemId) throw errors.notFound(req.url);
@@ -214,105 +250,3 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
   return app;
 }
 
-function found<T>(req: FastifyRequest, value: T | undefined): T {
-  if (value === undefined) throw errors.notFound(req.url);
-  return value;
-}
-
-function objectBody(req: FastifyRequest): Record<string, unknown> {
-  const body = req.body ?? {};
-  if (typeof body !== 'object' || Array.isArray(body) || body === null) throw errors.malformedJson();
-  return body as Record<string, unknown>;
-}
-
-const BOOT_PROPERTIES: Record<string, 'target' | 'enabled' | 'mode' | 'httpBootUri'> = {
-  BootSourceOverrideTarget: 'target',
-  BootSourceOverrideEnabled: 'enabled',
-  BootSourceOverrideMode: 'mode',
-  HttpBootUri: 'httpBootUri',
-};
-/** `current`: the resource as GET shows it; any property it has other than Boot is read-only. */
-function patchSystem(machine: Machine, body: Record<string, unknown>, current: Record<string, unknown>): void {
-  for (const key of Object.keys(body)) {
-    if (key === 'Boot') continue;
-    if (key.startsWith('@odata.')) continue;
-    throw Object.hasOwn(current, key) ? errors.propertyNotWritable(key) : errors.propertyUnknown(key);
-  }
-  const boot = body.Boot;
-  if (boot === undefined) return;
-  if (typeof boot !== 'object' || boot === null || Array.isArray(boot)) throw errors.propertyValueType('Boot', 'object');
-  const patch: Parameters<Machine['setBoot']>[0] = {};
-  for (const [key, value] of Object.entries(boot)) {
-    const field = BOOT_PROPERTIES[key];
-    if (!field) throw errors.propertyUnknown(`Boot/${key}`);
-    if (field === 'httpBootUri' ? value !== null && typeof value !== 'string' : typeof value !== 'string') {
-      throw errors.propertyValueType(`Boot/${key}`, 'string');
-    }
-    (patch as Record<string, unknown>)[field] = value;
-  }
-  machine.setBoot(patch);
-}
-
-const INSERT_PARAMETERS = new Set(['Image', 'Inserted', 'WriteProtected', 'TransferMethod', 'TransferProtocolType', 'UserName', 'Password', 'MediaType']);
-
-async function insertMedia(machine: Machine, body: Record<string, unknown>): Promise<void> {
-  const action = 'VirtualMedia.InsertMedia';
-  for (const key of Object.keys(body)) if (!INSERT_PARAMETERS.has(key)) throw errors.parameterUnknown(action, key);
-  if (body.Image === undefined) throw errors.parameterMissing(action, 'Image');
-  if (typeof body.Image !== 'string') throw errors.parameterType(action, 'Image', 'string');
-  for (const key of ['Inserted', 'WriteProtected']) {
-    if (body[key] !== undefined && typeof body[key] !== 'boolean') throw errors.parameterType(action, key, 'boolean');
-  }
-  if (machine.quirks.has('transfer-protocol-required') && body.TransferProtocolType === undefined) throw errors.parameterMissing(action, 'TransferProtocolType');
-  if (body.TransferMethod !== undefined && body.TransferMethod !== 'Stream') {
-    throw new MachineError('bad-value', 'this BMC streams images: TransferMethod must be "Stream"', 'TransferMethod');
-  }
-  await machine.insertMedia(body.Image, (body.Inserted as boolean | undefined) ?? true, (body.WriteProtected as boolean | undefined) ?? true);
-}
-
-/** PATCH of a VirtualMedia resource (what orchestrators do on BMCs without the actions). */
-async function patchMedia(machine: Machine, body: Record<string, unknown>): Promise<void> {
-  for (const key of Object.keys(body)) {
-    if (!['Image', 'Inserted', 'WriteProtected', 'TransferMethod'].includes(key)) throw errors.propertyUnknown(key);
-  }
-  if (body.Image === null || body.Inserted === false) return machine.ejectMedia();
-  if (body.Image === undefined) return;
-  if (typeof body.Image !== 'string') throw errors.propertyValueType('Image', 'string');
-  await machine.insertMedia(body.Image, true, (body.WriteProtected as boolean | undefined) ?? true);
-}
-
-function etagOf(body: unknown): string {
-  return `W/"${createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16)}"`;
-}
-
-/** Tasks of actions carried out later (DSP0268 Task: TaskState, TaskStatus, Messages). */
-class Tasks {
-  private readonly tasks = new Map<string, { state: 'Running' | 'Completed' | 'Exception'; message: string }>();
-
-  start(delayMs: number, work: () => Promise<void>): Record<string, unknown> {
-    const id = String(this.tasks.size + 1);
-    const task = { state: 'Running' as 'Running' | 'Completed' | 'Exception', message: 'The task is running.' };
-    this.tasks.set(id, task);
-    setTimeout(() => {
-      work().then(
-        () => Object.assign(task, { state: 'Completed', message: 'The task completed.' }),
-        (err: unknown) => Object.assign(task, { state: 'Exception', message: err instanceof Error ? err.message : String(err) }),
-      );
-    }, delayMs).unref();
-    return this.get(id)!;
-  }
-
-  get(id: string): Record<string, unknown> | undefined {
-    const t = this.tasks.get(id);
-    if (!t) return undefined;
-    return {
-      '@odata.id': `/redfish/v1/TaskService/Tasks/${id}`,
-      '@odata.type': '#Task.v1_7_0.Task',
-      Id: id,
-      Name: 'Insert media',
-      TaskState: t.state,
-      TaskStatus: t.state === 'Exception' ? 'Critical' : 'OK',
-      Messages: [{ Message: t.message }],
-    };
-  }
-}

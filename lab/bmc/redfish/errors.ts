@@ -17,7 +17,8 @@ export class RedfishError extends Error {
 }
 
 export const errors = {
-  unauthorized: () => new RedfishError(401, `${BASE}.NoValidSession`, 'There is no valid session established with the implementation: give HTTP basic credentials.', [], { 'www-authenticate': 'Basic realm="uod-virtual-bmc"' }),
+  unauthorized: (why = 'give HTTP basic credentials or a session token') =>
+    new RedfishError(401, `${BASE}.NoValidSession`, `There is no valid session established with the implementation: ${why}.`, [], { 'www-authenticate': 'Basic realm="uod-virtual-bmc"' }),
   notFound: (path: string) => new RedfishError(404, `${BASE}.ResourceNotFound`, `The requested resource ${path} was not found.`),
   methodNotAllowed: (method: string, path: string, allow: string[]) =>
     new RedfishError(405, `${BASE}.OperationNotAllowed`, `${method} is not allowed on ${path}; allowed: ${allow.join(', ')}.`, [], { allow: allow.join(', ') }),
@@ -29,6 +30,13 @@ export const errors = {
   parameterUnknown: (action: string, param: string) => new RedfishError(400, `${BASE}.ActionParameterUnknown`, `The action ${action} was submitted with the invalid parameter ${param}.`, [`#/${param}`]),
   parameterType: (action: string, param: string, want: string) => new RedfishError(400, `${BASE}.ActionParameterValueTypeError`, `The value for the parameter ${param} in the action ${action} is of a different type than the parameter can accept (${want}).`, [`#/${param}`]),
   preconditionFailed: () => new RedfishError(412, `${BASE}.PreconditionFailed`, 'The ETag supplied did not match the ETag required to change this resource.'),
+  preconditionRequired: () => new RedfishError(428, `${BASE}.PreconditionRequired`, 'A precondition header is required for this change: send If-Match with the resource\'s ETag.'),
+  propertyValueNotInList: (prop: string, value: unknown, allowed: unknown[]) =>
+    new RedfishError(400, `${BASE}.PropertyValueNotInList`, `The value ${JSON.stringify(value)} for the property ${prop} is not in the list of acceptable values (${allowed.join(', ')}).`, [`#/${prop}`]),
+  actionValueNotInList: (action: string, param: string, value: unknown, allowed: unknown[]) =>
+    new RedfishError(400, `${BASE}.ActionParameterValueNotInList`, `The value ${JSON.stringify(value)} for the parameter ${param} in the action ${action} is not in the list of acceptable values (${allowed.join(', ')}).`, [`#/${param}`]),
+  /** Something the recorded BMC offers that the lab's machine model does not reproduce. */
+  notModelled: (what: string) => new RedfishError(400, `${BASE}.ActionNotSupported`, `The lab's virtual server does not model ${what}.`),
   unsupportedMediaType: () => new RedfishError(415, `${BASE}.UnsupportedMediaType`, 'The request specifies a Content-Type for the body that is not supported: send application/json.'),
 };
 

@@ -17,11 +17,12 @@ export const MANAGER_ID = 'BMC';
 export const CHASSIS_ID = 'Chassis';
 export const STORAGE_ID = 'Storage';
 export const MEDIA_ID = 'Cd';
+export const KVM_MEDIA_ID = 'Kvm';
 
 const link = (id: string) => ({ '@odata.id': id });
 
 /** The file name of an image URL; a stray % in it must not break every GET of the slot. */
-function imageName(image: string): string {
+export function imageName(image: string): string {
   const last = new URL(image).pathname.split('/').pop() ?? '';
   try {
     return decodeURIComponent(last);
@@ -41,6 +42,42 @@ export class Resources {
     private readonly bmcUuid: string,
   ) {
     this.system = `/redfish/v1/Systems/${inv.systemId}`;
+  }
+
+  get settingsPath(): string {
+    return `${this.system}/Settings`;
+  }
+
+  /** boot-in-settings: the System's pending settings resource, where Boot is written (iDRAC10). */
+  systemSettings() {
+    const { BootSourceOverrideTarget, BootSourceOverrideEnabled, BootSourceOverrideMode } = this.computerSystem().Boot as Record<string, unknown>;
+    return {
+      '@odata.id': this.settingsPath,
+      '@odata.type': '#ComputerSystem.v1_20_0.ComputerSystem',
+      Id: 'Settings',
+      Name: 'System settings',
+      Boot: { BootSourceOverrideTarget, BootSourceOverrideEnabled, BootSourceOverrideMode },
+    };
+  }
+
+  /** The slots of a media collection: the CD, and (kvm-slot-first) the KVM console's before it. */
+  mediaMembers(collection: string): string[] {
+    const cd = `${collection}/${MEDIA_ID}`;
+    return this.machine.quirks.has('kvm-slot-first') ? [`${collection}/${KVM_MEDIA_ID}`, cd] : [cd];
+  }
+
+  /** kvm-slot-first: a CD slot that only the KVM console's own client can fill. */
+  kvmMedia(collection: string) {
+    return {
+      '@odata.id': `${collection}/${KVM_MEDIA_ID}`,
+      '@odata.type': '#VirtualMedia.v1_6_0.VirtualMedia',
+      Id: KVM_MEDIA_ID,
+      Name: 'KVM virtual media',
+      MediaTypes: ['CD', 'DVD'],
+      Image: null,
+      Inserted: false,
+      ConnectedVia: 'NotConnected',
+    };
   }
 
   get resetActionInfoPath(): string {
@@ -78,6 +115,8 @@ export class Resources {
       Systems: link('/redfish/v1/Systems'),
       Chassis: link('/redfish/v1/Chassis'),
       Managers: link('/redfish/v1/Managers'),
+      SessionService: link('/redfish/v1/SessionService'),
+      Links: { Sessions: link('/redfish/v1/SessionService/Sessions') },
     };
   }
 
@@ -100,7 +139,8 @@ export class Resources {
       Id: this.inv.systemId,
       Name: this.inv.name,
       SystemType: 'Physical',
-      Manufacturer: 'uki-on-demand',
+      // usbcd-only: sushy turns Cd into UsbCd only for this manufacturer, as Supermicro needs.
+      Manufacturer: m.quirks.has('usbcd-only') ? 'Supermicro' : 'uki-on-demand',
       Model: 'Lab Server',
       SerialNumber: this.inv.serialNumber,
       UUID: this.inv.uuid,
@@ -110,11 +150,11 @@ export class Resources {
       MemorySummary: { TotalSystemMemoryGiB: Math.round((this.inv.memoryMiB / 1024) * 100) / 100 },
       Boot: {
         BootSourceOverrideTarget: boot.target,
-        'BootSourceOverrideTarget@Redfish.AllowableValues': ['None', 'Cd', 'Hdd', 'UefiHttp'],
+        'BootSourceOverrideTarget@Redfish.AllowableValues': m.quirks.has('usbcd-only') ? ['None', 'Cd', 'UsbCd', 'Hdd', 'UefiHttp'] : ['None', 'Cd', 'Hdd', 'UefiHttp'],
         BootSourceOverrideEnabled: boot.enabled,
         'BootSourceOverrideEnabled@Redfish.AllowableValues': ['Disabled', 'Once', 'Continuous'],
         BootSourceOverrideMode: boot.mode,
-        'BootSourceOverrideMode@Redfish.AllowableValues': ['UEFI'],
+        'BootSourceOverrideMode@Redfish.AllowableValues': m.quirks.has('usbcd-only') ? ['UEFI', 'Legacy'] : ['UEFI'],
         HttpBootUri: boot.httpBootUri,
       },
       Actions: {
@@ -128,8 +168,9 @@ export class Resources {
       },
       EthernetInterfaces: link(`${this.system}/EthernetInterfaces`),
       Storage: link(`${this.system}/Storage`),
-      Links: { Chassis: [link(this.chassis)], ManagedBy: [link(this.managerPath)] },
+      Links: m.quirks.has('no-managed-by') ? { Chassis: [link(this.chassis)] } : { Chassis: [link(this.chassis)], ManagedBy: [link(this.managerPath)] },
     };
+    if (m.quirks.has('boot-in-settings')) system['@Redfish.Settings'] = { '@odata.type': '#Settings.v1_3_5.Settings', SettingsObject: link(this.settingsPath) };
     if (!m.quirks.has('manager-media-only')) system.VirtualMedia = link(`${this.system}/VirtualMedia`);
     return system;
   }
@@ -228,7 +269,7 @@ export class Resources {
       Name: 'Virtual CD',
       MediaTypes: ['CD', 'DVD'],
       Image: slot.image,
-      ImageName: slot.image ? imageName(slot.image) : null,
+      ImageName: slot.image ? imageName(slot.image) : this.machine.quirks.has('imagename-after-eject') && this.machine.lastImage ? imageName(this.machine.lastImage) : null,
       Inserted: slot.inserted,
       WriteProtected: slot.writeProtected,
       ConnectedVia: slot.inserted ? 'URI' : 'NotConnected',

@@ -20,6 +20,8 @@ try:
 except ImportError:  # the module reports it with the package to install
     HAS_SUSHY = False
 
+from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import http_boot
+
 # Refusals that pass by themselves: iLO during POST, iLO just after another reset, a slot that still
 # holds ejected media (409), a BMC that is busy or reloading (503, iDRAC's 500 SYS518).
 TRANSIENT_MESSAGES = ("UnableToModifyDuringSystemPOST", "InvalidOperationForSystemState", "ResourceInUse",
@@ -213,9 +215,27 @@ class Bmc:
     def _get(self, path):
         return self.root._conn.get(path).json()
 
+    def bios(self):
+        """The BIOS resource: attributes, the pending settings' path and apply times; None without one."""
+        link = (self.system.json.get("Bios") or {}).get("@odata.id")
+        if not link:
+            return None
+        bios = self._get(link)
+        settings = bios.get("@Redfish.Settings") or {}
+        return {"path": link, "attributes": bios.get("Attributes") or {},
+                "settings": (settings.get("SettingsObject") or {}).get("@odata.id"),
+                "apply_times": settings.get("SupportedApplyTimes") or []}
+
+    def http_boot_route(self):
+        """(route, bios): HttpBootUri, a vendor's BIOS route (http_boot.BIOS_ROUTES), or None."""
+        boot = self.system.json.get("Boot") or {}
+        bios = None if http_boot.HTTP_BOOT_URI in boot else self.bios()
+        return http_boot.route_of(boot, bios["attributes"] if bios else {}), bios
+
     def discover(self):
         boot = self.system.json.get("Boot") or {}
         slot = choose_cd_slot(self.media_slots())
+        route, _ = self.http_boot_route()
         return {
             "system_id": self.system.identity,
             "manufacturer": self.system.json.get("Manufacturer"),
@@ -224,7 +244,9 @@ class Bmc:
             "reset_types": self.reset_types(),
             "boot_targets": boot.get("BootSourceOverrideTarget@Redfish.AllowableValues") or [],
             "boot_override": {k: boot.get(k) for k in ("BootSourceOverrideTarget", "BootSourceOverrideEnabled", "BootSourceOverrideMode")},
+            "boot_enabled_values": boot.get("BootSourceOverrideEnabled@Redfish.AllowableValues") or ["Disabled", "Once", "Continuous"],
             "http_boot_uri_supported": "HttpBootUri" in boot,
+            "http_boot_route": route,
             "cd_slot": slot["path"] if slot else None,
         }
 
@@ -339,11 +361,42 @@ class Bmc:
                             lambda m: m.get("Inserted") and m.get("Image") == image, "%s inserted" % image)
 
     def set_boot(self, target, enabled, mode="UEFI"):
+        """Sets the override; returns the BootSourceOverrideEnabled used: Continuous becomes Once where
+        the BMC allows only Once and Disabled (Lenovo XCC), so every boot sets it again."""
+        allowed = (self.refresh().json.get("Boot") or {}).get("BootSourceOverrideEnabled@Redfish.AllowableValues")
+        if enabled == "Continuous" and allowed and "Continuous" not in allowed:
+            enabled = "Once"
+        used = enabled
         # sushy takes its own enums; a value it does not know is the BMC's business to refuse.
         target = sys_cons.BootSource(target) if target else None
         enabled = sys_cons.BootSourceOverrideEnabled(enabled) if enabled else None
         mode = sys_cons.BootSourceOverrideMode(mode) if mode else None
         self.change("Set the boot override", lambda: self.refresh().set_system_boot_options(target=target, enabled=enabled, mode=mode))
+        return used
+
+    def set_http_boot(self, uri, address=None):
+        """Makes the next UefiHttp boot fetch `uri`: Boot.HttpBootUri where the BMC has it, else the
+        vendor's BIOS attributes, committed to the next reset (with a static address when given).
+        Returns the route taken."""
+        route, bios = self.http_boot_route()
+        if route == http_boot.HTTP_BOOT_URI:
+            self.set_http_boot_uri(uri)
+            return route
+        if route is None:
+            raise RedfishError("Set the HTTP boot URI", http_boot.LACKS + ": use boot_method cd or auto")
+        if not bios["settings"]:
+            raise RedfishError("Set the HTTP boot URI", "the BIOS has no @Redfish.Settings resource to change")
+        payload = {"Attributes": http_boot.bios_attributes(route, uri, address)}
+        # iDRAC applies pending settings only with a job: the apply time makes one for the next reset.
+        if "OnReset" in bios["apply_times"]:
+            payload["@Redfish.SettingsApplyTime"] = {"ApplyTime": "OnReset"}
+
+        def patch():
+            # With the settings resource's ETag: some BMCs refuse a PATCH without If-Match (428).
+            etag = self.root._conn.get(bios["settings"]).headers.get("ETag")
+            self.root._conn.patch(bios["settings"], data=payload, etag=etag)
+        self.change("Set the HTTP boot URI in the BIOS settings", patch)
+        return route
 
     def set_http_boot_uri(self, uri):
         """HttpBootUri (sushy 4.3.3 has no parameter for it): a PATCH of the System with its ETag."""

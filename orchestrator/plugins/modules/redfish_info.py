@@ -30,6 +30,8 @@ power_state: {description: PowerState, returned: always, type: str}
 reset_types: {description: ResetType values the BMC allows, returned: success, type: list}
 boot_targets: {description: allowed BootSourceOverrideTarget values, returned: success, type: list}
 http_boot_uri_supported: {description: whether Boot.HttpBootUri exists, returned: success, type: bool}
+http_boot_route: {description: "how an HTTP boot URI is set: HttpBootUri, bios-dell, bios-hpe, or null (not at all)", returned: success, type: str}
+boot_enabled_values: {description: the BootSourceOverrideEnabled values the BMC allows, returned: success, type: list}
 cd_slot: {description: path of the virtual media slot used for the CD (null when none), returned: success, type: str}
 status: {description: the BMC's last HTTP status, returned: always, type: raw}
 """
