@@ -109,14 +109,15 @@ LAB_QUIRKS ?=
 LAB_SECOND_NIC ?= data
 LAB_VLAN ?= 0
 # BMC profiles (lab/README.md "BMC profiles"): LAB_BMC_PROFILE=dell for every server, or one per server
-# LAB_BMC_PROFILES=dell,hpe; a directory holding a recording works too. LAB_NO_DHCP=server1: no lease.
+# LAB_BMC_PROFILES=dell,hpe; a directory holding a recording works too. LAB_STATIC_SERVERS=server1:
+# DHCP for that server's firmware HTTP boot only, none for its OSes.
 LAB_BMC_PROFILE ?= standard
 LAB_BMC_PROFILES ?=
-LAB_NO_DHCP ?=
+LAB_STATIC_SERVERS ?=
 LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
 	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q)) \
 	--second-nic $(LAB_SECOND_NIC) --vlan $(LAB_VLAN) --bmc-profile $(LAB_BMC_PROFILE) \
-	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_NO_DHCP),--no-dhcp $(LAB_NO_DHCP))
+	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_STATIC_SERVERS),--static-servers $(LAB_STATIC_SERVERS))
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)

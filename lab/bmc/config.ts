@@ -25,6 +25,8 @@ export const bmcConfigSchema = z.strictObject({
   }).default({}),
   logLevel: z.string().default('info'),
   hardware: z.strictObject({
+    /** What runs the server (lab/bmc/driver-factory.ts). */
+    driver: z.enum(['qemu']).default('qemu'),
     name: z.string().min(1),
     uuid: z.uuid(),
     serialNumber: z.string().regex(/^[A-Za-z0-9._-]+$/),

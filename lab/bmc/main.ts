@@ -11,9 +11,9 @@ import { loadBmcConfig } from './config.js';
 import { Machine } from './machine/machine.js';
 import { httpMediaProbe } from './media-probe.js';
 import { setUpProfile } from './redfish/profile-setup.js';
-import { qmpSockets } from './qemu/command-line.js';
-import { QemuDriver } from './qemu/driver.js';
+import { createDriver } from './driver-factory.js';
 import { buildRedfishApp } from './redfish/app.js';
+import { RedfishError } from './redfish/errors.js';
 
 async function main(): Promise<void> {
   const file = process.argv[2];
@@ -42,8 +42,7 @@ async function main(): Promise<void> {
 
   let app: ReturnType<typeof buildRedfishApp> | undefined;
   const log = (event: string, fields: Record<string, unknown> = {}) => app?.log.info({ server: hwc.name, ...fields }, event);
-  const sockets = qmpSockets(cfg.stateDir);
-  const driver = new QemuDriver({ ...hwc, nvram, qmpSocket: sockets.qmp, linkSocket: sockets.link }, log);
+  const driver = createDriver(cfg, nvram, log);
   const setup = setUpProfile(cfg.profile, cfg.quirks);
   const { profile, recording } = setup;
   if (setup.systemId && setup.systemId !== cfg.systemId) throw new Error(`${file}: systemId: the ${profile.name} recording's System is "${setup.systemId}", not "${cfg.systemId}"`);
@@ -57,6 +56,20 @@ async function main(): Promise<void> {
     bmcUuid: randomUUID(),
     https: { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') },
     logLevel: cfg.logLevel,
+  });
+  // The lab's side of the server, not a BMC function: its cables (lab/links.ts). Same credentials.
+  app.post('/lab/v1/links/:nic', async (req, reply) => {
+    const nic = Number((req.params as { nic: string }).nic);
+    const up = (req.body as { up?: unknown } | undefined)?.up;
+    if (!Number.isInteger(nic) || nic < 0 || nic >= hwc.nics.length) throw new RedfishError(404, 'Base.1.15.ResourceNotFound', `no NIC ${(req.params as { nic: string }).nic}`);
+    if (typeof up !== 'boolean') throw new RedfishError(400, 'Base.1.15.PropertyValueTypeError', 'up must be true or false', ['#/up']);
+    try {
+      await driver.setLink(nic, up);
+    } catch (err) {
+      throw new RedfishError(409, 'Base.1.15.ResourceInUse', (err as Error).message);
+    }
+    log(up ? 'cable plugged' : 'cable pulled', { nic });
+    return reply.code(204).send();
   });
   await app.listen({ host, port });
 

@@ -1,7 +1,7 @@
 // The QEMU command line of a virtual server: boot order per plan, fixed NIC slots, disk identities,
 // the streamed CD, and the options the BMC's stop detection relies on.
 import { describe, expect, test } from 'vitest';
-import { CD_DEVICE_ID, MEDIA_NODE, netdevId, qemuArgs, qmpSockets, type Hardware } from '../../lab/bmc/qemu/command-line.js';
+import { CD_DEVICE_ID, MEDIA_NODE, netdevId, qemuArgs, qmpSocket, type Hardware } from '../../lab/bmc/qemu/command-line.js';
 import type { BootPlan } from '../../lab/bmc/machine/types.js';
 
 const HW: Hardware = {
@@ -151,12 +151,10 @@ describe('machine options', () => {
     expect(values(args, '-qmp')).toEqual([`unix:${HW.qmpSocket},server=on,wait=off`]);
   });
 
-  test("a second QMP monitor for the lab's link control, only when asked for; netdevs named for set_link", () => {
-    const sockets = qmpSockets('/var/lib/bmc');
-    expect(sockets).toEqual({ qmp: '/var/lib/bmc/qmp.sock', link: '/var/lib/bmc/link.sock' });
-    const withLink = qemuArgs({ ...HW, linkSocket: sockets.link }, { device: 'default' });
-    expect(values(withLink, '-qmp')).toEqual([`unix:${HW.qmpSocket},server=on,wait=off`, `unix:${sockets.link},server=on,wait=off`]);
-    expect(values(withLink, '-netdev').map((n) => n.split(',')[1])).toEqual([`id=${netdevId(0)}`, `id=${netdevId(1)}`]);
+  test('one QMP monitor, the BMC\'s (cables go through its driver too); netdevs named for set_link', () => {
+    expect(qmpSocket('/var/lib/bmc')).toBe('/var/lib/bmc/qmp.sock');
+    expect(values(args, '-qmp')).toEqual([`unix:${HW.qmpSocket},server=on,wait=off`]);
+    expect(values(args, '-netdev').map((n) => n.split(',')[1])).toEqual([`id=${netdevId(0)}`, `id=${netdevId(1)}`]);
   });
 
   test('firmware code read-only, the server\'s own NVRAM writable', () => {

@@ -8,7 +8,8 @@ export type DriverCall =
   | { op: 'powerOn'; plan: BootPlan }
   | { op: 'powerOff' }
   | { op: 'pressPowerButton' }
-  | { op: 'changeMedia'; url: string | undefined };
+  | { op: 'changeMedia'; url: string | undefined }
+  | { op: 'setLink'; nic: number; up: boolean };
 
 export class FakeDriver implements MachineDriver {
   readonly calls: DriverCall[] = [];
@@ -41,6 +42,10 @@ export class FakeDriver implements MachineDriver {
 
   onStop(listener: (r: StopReason) => void): void {
     this.listeners.push(listener);
+  }
+
+  async setLink(nic: number, up: boolean): Promise<void> {
+    this.calls.push({ op: 'setLink', nic, up });
   }
 
   async changeMedia(url: string | undefined): Promise<void> {

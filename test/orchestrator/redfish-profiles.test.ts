@@ -72,6 +72,15 @@ describe('Dell iDRAC9 (recorded): BIOS HTTP boot route, System-level slots, Powe
     expect(b.machine.firmware!.attributes.HttpDev1Uri).toBe(UKI);
   });
 
+  test('iso-only and eject-lag: the service\'s ISO URL (…/boot.iso) goes into the slot, replacing stale media once it reads gone', async () => {
+    const b = await profiled('dell');
+    await b.machine.insertMedia('http://192.0.2.1:8080/artifacts/old/boot.iso', true, true);
+    const r = await module('redfish_media', b.host, { state: 'inserted', image: ISO });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([204]);
+    expect(b.machine.mediaSlot).toMatchObject({ image: ISO, inserted: true });
+  });
+
   test('on-refused-after-off and PowerCycle: a cycle of a running server is one PowerCycle', async () => {
     const b = await profiled('dell');
     b.machine.reset('On');

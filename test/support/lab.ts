@@ -61,12 +61,13 @@ export class Bmc {
     return this.request('PATCH', this.system, { Boot: boot });
   }
 
-  insert(image: string, collection = `${this.system}/VirtualMedia`): Promise<NsResponse> {
-    return this.request('POST', `${collection}/Cd/Actions/VirtualMedia.InsertMedia`, { Image: image });
+  /** InsertMedia into a slot (the standard BMC's Cd under the System unless told). */
+  insert(image: string, slot = `${this.system}/VirtualMedia/Cd`): Promise<NsResponse> {
+    return this.request('POST', `${slot}/Actions/VirtualMedia.InsertMedia`, { Image: image });
   }
 
-  eject(collection = `${this.system}/VirtualMedia`): Promise<NsResponse> {
-    return this.request('POST', `${collection}/Cd/Actions/VirtualMedia.EjectMedia`, {});
+  eject(slot = `${this.system}/VirtualMedia/Cd`): Promise<NsResponse> {
+    return this.request('POST', `${slot}/Actions/VirtualMedia.EjectMedia`, {});
   }
 
   /** Polls the PowerState until it is `want`; returns the states seen on the way. */

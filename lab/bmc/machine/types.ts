@@ -50,4 +50,7 @@ export interface MachineDriver {
   onStop(listener: (reason: StopReason) => void): void;
   /** Inserts or ejects the CD of a running machine (the OS sees the tray change). */
   changeMedia(url: string | undefined): Promise<void>;
+  /** Pulls (`up` false) or plugs a running machine's cable on NIC `nic` (0 = the first); lasts until
+   *  the next power-on. The lab's side of the machine, not a BMC function. */
+  setLink(nic: number, up: boolean): Promise<void>;
 }

@@ -33,8 +33,6 @@ export interface Hardware {
   nvram: string;
   console: string;
   qmpSocket: string;
-  /** A second QMP monitor for the lab's side of the machine (its cables: set_link), apart from the BMC's. */
-  linkSocket?: string;
   nics: Nic[];
   disks: Disk[];
 }
@@ -50,9 +48,9 @@ export function mediaBlockdev(url: string, nodeName = MEDIA_NODE): Record<string
   return { driver: 'raw', 'node-name': nodeName, 'read-only': true, file };
 }
 
-/** The QMP sockets of a server in its BMC's state directory: the BMC's own, and the lab's link control. */
-export function qmpSockets(stateDir: string): { qmp: string; link: string } {
-  return { qmp: join(stateDir, 'qmp.sock'), link: join(stateDir, 'link.sock') };
+/** The QMP socket of a server in its BMC's state directory. */
+export function qmpSocket(stateDir: string): string {
+  return join(stateDir, 'qmp.sock');
 }
 
 /** The QEMU netdev of the server's i-th NIC (QMP set_link takes this name). */
@@ -84,7 +82,6 @@ export function qemuArgs(hw: Hardware, plan: BootPlan): string[] {
     '-serial', 'chardev:console',
     '-qmp', `unix:${hw.qmpSocket},server=on,wait=off`,
   ];
-  if (hw.linkSocket) args.push('-qmp', `unix:${hw.linkSocket},server=on,wait=off`);
   // NICs first: they have fixed PCI slots, and QEMU hands out free slots in command-line order.
   hw.nics.forEach((nic, i) => {
     args.push('-netdev', `tap,id=${netdevId(i)},ifname=${nic.tap},script=no,downscript=no`);

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import type { BootPlan, MachineDriver, StopReason } from '../machine/types.js';
-import { CD_DEVICE_ID, mediaBlockdev, qemuArgs, type Hardware } from './command-line.js';
+import { CD_DEVICE_ID, mediaBlockdev, netdevId, qemuArgs, type Hardware } from './command-line.js';
 import { clearBootNext, setHttpBootNext } from './nvram.js';
 import { QmpClient } from './qmp.js';
 
@@ -51,7 +51,6 @@ export class QemuDriver implements MachineDriver {
       await clearBootNext(this.hw.nvram);
     }
     rmSync(this.hw.qmpSocket, { force: true });
-    if (this.hw.linkSocket) rmSync(this.hw.linkSocket, { force: true });
     const args = qemuArgs(this.hw, plan);
     this.log('qemu start', { args: args.join(' ') });
     const child = spawn(this.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -98,6 +97,11 @@ export class QemuDriver implements MachineDriver {
 
   async pressPowerButton(): Promise<void> {
     await this.qmp?.execute('system_powerdown');
+  }
+
+  async setLink(nic: number, up: boolean): Promise<void> {
+    if (!this.qmp) throw new Error('the machine is not running: its cables are plugged in again at the next power-on');
+    await this.qmp.execute('set_link', { name: netdevId(nic), up });
   }
 
   async changeMedia(url: string | undefined): Promise<void> {

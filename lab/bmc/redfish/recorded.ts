@@ -146,13 +146,17 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
   }
 
   // --- VirtualMedia: every CD slot is the server's one virtual CD drive -----------------------
-  let cdSlotId: string | null = null; // the slot holding the media
+  // The slot holding the media: the one it was inserted through, else (inserted by the lab itself,
+  // without Redfish) the first CD slot.
+  let insertedThrough: string | null = null;
+  const firstCd = layout.slots.find((x) => x.role === 'cd')?.id ?? null;
+  const holder = () => insertedThrough ?? firstCd;
   const slotBody = (slot: Slot) => {
     const body = rec.get(slot.path)!;
     if (slot.role !== 'cd') return body;
     const m = machine.mediaSlot;
-    const mine = cdSlotId === slot.id && (m.inserted || m.image !== null);
-    const last = quirk('imagename-after-eject') && cdSlotId === slot.id ? machine.lastImage : null;
+    const mine = holder() === slot.id && (m.inserted || m.image !== null);
+    const last = quirk('imagename-after-eject') && holder() === slot.id ? machine.lastImage : null;
     Object.assign(body, {
       Image: mine ? m.image : null,
       ImageName: mine && m.image ? imageName(m.image) : last ? imageName(last) : null,
@@ -166,8 +170,8 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
   const claim = (slot: Slot) => {
     if (slot.role === 'unusable') throw errors.notModelled(`media in slot ${slot.id} (it holds files uploaded to the BMC)`);
     if (slot.role !== 'cd') throw errors.notModelled(`media in slot ${slot.id}: its media types are not CD or DVD`);
-    if (cdSlotId !== null && cdSlotId !== slot.id && machine.mediaSlot.inserted) {
-      throw new RedfishError(409, 'Base.1.15.ResourceInUse', `the virtual CD drive is in use by slot ${cdSlotId}; eject it there first`);
+    if (holder() !== slot.id && machine.mediaSlot.inserted) {
+      throw new RedfishError(409, 'Base.1.15.ResourceInUse', `the virtual CD drive is in use by slot ${holder()}; eject it there first`);
     }
   };
   for (const slot of layout.slots) {
@@ -182,9 +186,9 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
               const body = objectBody(req);
               const ejecting = body.Image === null || body.Inserted === false;
               if (!ejecting) claim(slot);
-              else if (cdSlotId !== slot.id) return undefined;
+              else if (holder() !== slot.id) return undefined;
               await patchMedia(machine, body);
-              if (!ejecting && body.Image !== undefined) cdSlotId = slot.id;
+              if (!ejecting && body.Image !== undefined) insertedThrough = slot.id;
               return undefined;
             },
           }
@@ -197,12 +201,12 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
           const body = objectBody(req);
           if (!quirk('insert-task')) {
             await insertMedia(machine, body);
-            cdSlotId = slot.id;
+            insertedThrough = slot.id;
             return undefined;
           }
           const task = o.tasks.start(o.insertTaskMs, async () => {
             await insertMedia(machine, body);
-            cdSlotId = slot.id;
+            insertedThrough = slot.id;
           });
           return new Accepted(String(task['@odata.id']), task);
         },
@@ -212,7 +216,7 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
       live.set(pathKey(slot.ejectTarget), {
         POST: async (req) => {
           for (const key of Object.keys(objectBody(req))) throw errors.parameterUnknown('VirtualMedia.EjectMedia', key);
-          if (slot.role === 'cd' && cdSlotId === slot.id) await machine.ejectMedia();
+          if (slot.role === 'cd' && holder() === slot.id) await machine.ejectMedia();
           return undefined;
         },
       });
