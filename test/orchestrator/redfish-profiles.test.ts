@@ -3,6 +3,7 @@
 // on loopback over HTTPS, each module run by `ansible localhost -m`. Each test names the behaviour it
 // covers and fails when the orchestrator's handling of it is taken out; what the BMC answered is read
 // from its own response log, what the server would boot from the machine's boot plan.
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Quirk } from '../../lab/bmc/machine/quirks.js';
@@ -11,6 +12,7 @@ import { setUpProfile } from '../../lab/bmc/redfish/profile-setup.js';
 import type { Inventory } from '../../lab/bmc/redfish/resources.js';
 import { makeMachine } from '../lab/bmc-fakes.js';
 import { requireAnsible } from '../support/ansible.js';
+import { REPO } from '../support/service.js';
 import { certificate, module, PASS, until, USER } from '../support/redfish-modules.js';
 
 requireAnsible();
@@ -224,6 +226,18 @@ describe('documented behaviours of other BMCs, on the standard BMC', { timeout: 
     expect(b.machine.bootOverride).toMatchObject({ target: 'Cd', enabled: 'Once' });
   });
 
+  test('https-only-media: an http:// image is refused at once with the BMC\'s message; the https:// one (tls: true) is taken', async () => {
+    const b = await profiled('standard', ['https-only-media']);
+    const r = await module('redfish_media', b.host, { state: 'inserted', image: ISO, change_delay: 5 });
+    expect(r.failed).toBe(true);
+    expect(r.msg).toMatch(/^Insert the media: HTTP 400 .*takes https:\/\/ images only/);
+    expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([400]);
+    const https = ISO.replace('http://192.0.2.1:8080', 'https://192.0.2.1:8443');
+    const ok = await module('redfish_media', b.host, { state: 'inserted', image: https });
+    expect(ok.failed, ok.msg).toBeFalsy();
+    expect(b.machine.mediaSlot).toMatchObject({ image: https, inserted: true });
+  });
+
   test('media-licence-required: the refusal is reported at once with the BMC\'s message, not retried for a minute', async () => {
     const b = await profiled('standard', ['media-licence-required']);
     const started = Date.now();
@@ -235,7 +249,21 @@ describe('documented behaviours of other BMCs, on the standard BMC', { timeout: 
   });
 });
 
-describe('recorded profiles refuse what the recording does not allow', { timeout: 60_000 }, () => {
+describe('a new vendor is a directory holding a recording', { timeout: 60_000 }, () => {
+  test('any recording directory is a profile: its System, its slots and its BIOS route read from it, no quirks', async () => {
+    const dir = path.join(REPO, 'lab/bmc/profiles/recordings/hpe');
+    expect(setUpProfile(dir).profile.quirks).toEqual([]);
+    const b = await profiled(dir);
+    const r = await module('redfish_info', b.host, {});
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(r.system_id).toBe('1');
+    expect(r.cd_slot).toBe('/redfish/v1/Managers/1/VirtualMedia/2');
+    expect(r.http_boot_route).toBe('bios-hpe');
+    expect(r.reset_types).not.toContain('PowerCycle');
+  });
+});
+
+describe('a profile that is neither a name nor a recording', { timeout: 60_000 }, () => {
   test('a profile directory that is not a recording is refused naming it', () => {
     expect(() => setUpProfile('/nonexistent')).toThrow(/BMC profile "\/nonexistent": not one of standard, dell, hpe, lenovo/);
   });

@@ -53,6 +53,9 @@ export class FirmwareSetup {
       const want = this.current[name] === null ? typeof value : typeof this.current[name];
       if (value !== null && typeof value !== want) throw new FirmwareError(`${name} takes a ${want}, not ${JSON.stringify(value)}`, name);
     }
+    // The HTTP boot device they would make must make sense (a static address needs its mask...): the
+    // firmware would otherwise fail at the next boot, far from the change that broke it.
+    this.readHttpBoot({ ...this.current, ...this.pending, ...changes });
     this.pending = { ...this.pending, ...changes };
     this.committed ||= commit || !this.needsCommit;
   }

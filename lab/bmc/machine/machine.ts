@@ -212,6 +212,9 @@ export class Machine {
   async insertMedia(image: string, inserted = true, writeProtected = true): Promise<void> {
     this.refuseDuringPost();
     checkHttpUrl(image, 'Image');
+    if (this.quirks.has('https-only-media') && !image.startsWith('https:')) {
+      throw new MachineError('bad-value', `this BMC takes https:// images only, not ${image}`, 'Image');
+    }
     if (this.quirks.has('iso-only') && !new URL(image).pathname.toLowerCase().endsWith('.iso')) {
       throw new MachineError('bad-value', `the image URL must end in .iso: ${image}`, 'Image');
     }

@@ -46,6 +46,8 @@ export const QUIRKS = {
   'media-licence-required': 'virtual media refused with 400: a licence is required',
   /** iDRAC10: Boot is read-only on the System and written through its @Redfish.Settings resource. */
   'boot-in-settings': 'Boot read-only on the System; written at Systems/{id}/Settings',
+  /** Some BMCs (recent iDRAC and XCC settings): virtual media only from https:// URLs. */
+  'https-only-media': 'image URLs refused (400) unless they are https://',
 } as const;
 
 export type Quirk = keyof typeof QUIRKS;

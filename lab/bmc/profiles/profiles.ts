@@ -1,6 +1,7 @@
 // BMC profiles: a recording of a real BMC's resource tree plus the named behaviours (quirks) that a
 // recording cannot show (timing, refusals, how settings apply). One object per vendor; a directory
-// holding any recording makes a profile too. What a recording shows by itself (paths, ids,
+// holding any recording makes a profile too. What each still does differently from a real BMC of its
+// kind: lab/README.md "BMC profiles". What a recording shows by itself (paths, ids,
 // AllowableValues, where VirtualMedia sits, which slots have actions, ActionInfo, @Redfish.Settings,
 // ETag format) is read from it, not repeated here.
 import { existsSync } from 'node:fs';
@@ -21,8 +22,6 @@ export interface BmcProfile {
   unusableSlots?: RegExp;
   /** The HTTP boot device the BIOS attributes describe (Dell HttpDev1*, HPE UrlBootFile). */
   httpBoot?: HttpBootReader;
-  /** What a real BMC of this kind still does differently from the lab's (README "BMC profiles"). */
-  differences: string[];
 }
 
 // Beside this file in the sources; dist/lab/bmc/profiles/ finds them in the sources too.
@@ -80,7 +79,6 @@ export const PROFILES: Record<string, BmcProfile> = {
     name: 'standard',
     quirks: [],
     slotAliases: {},
-    differences: ['The lab\'s own BMC: DMTF Redfish as written, with Boot.HttpBootUri. No vendor has it all.'],
   },
   dell: {
     name: 'dell',
@@ -88,12 +86,6 @@ export const PROFILES: Record<string, BmcProfile> = {
     quirks: ['eject-lag', 'on-refused-after-off', 'iso-only', 'bios-job-required'],
     slotAliases: { '1': 'CD' },
     httpBoot: dellHttpBoot,
-    differences: [
-      'A real iDRAC runs the BIOS job through a reboot with POST of several minutes; the lab applies it at the next power-on.',
-      'iDRAC answers 500 SYS518 while it reloads (add quirk transient-500); iDRAC10 moves Boot to /Settings (not recorded here).',
-      'Jobs (Managers/iDRAC.Embedded.1/Jobs) are not served: settings are committed with @Redfish.SettingsApplyTime.',
-      'The System lists two media instances (1, 2; CD, DVD or USB stick); the lab backs both with its one CD drive.',
-    ],
   },
   hpe: {
     name: 'hpe',
@@ -101,10 +93,6 @@ export const PROFILES: Record<string, BmcProfile> = {
     quirks: ['post-lock', 'reset-too-soon', 'if-match-required'],
     slotAliases: {},
     httpBoot: hpeHttpBoot,
-    differences: [
-      'iLO 5 applies BIOS settings during a POST of minutes and may reboot twice; the lab applies them at the next power-on.',
-      'iLO\'s Oem actions (HpeiLOVirtualMedia) and sessions limits are not served.',
-    ],
   },
   lenovo: {
     name: 'lenovo',
@@ -112,10 +100,6 @@ export const PROFILES: Record<string, BmcProfile> = {
     quirks: [],
     slotAliases: {},
     unusableSlots: /^RDOC/i,
-    differences: [
-      'XCC needs a licence (Advanced) for remote media; a missing one is an error the lab does not reproduce.',
-      'Mounting a remote image takes XCC several seconds; the lab attaches it once the image answers HEAD.',
-    ],
   },
 };
 
@@ -125,7 +109,7 @@ export function profileOf(nameOrDir: string, extraQuirks: Quirk[] = []): BmcProf
   const base: BmcProfile = known
     ? known
     : existsSync(join(nameOrDir, 'redfish', 'v1', 'index.json'))
-      ? { name: nameOrDir, recording: resolve(nameOrDir), quirks: [], slotAliases: {}, differences: [] }
+      ? { name: nameOrDir, recording: resolve(nameOrDir), quirks: [], slotAliases: {} }
       : (() => {
           throw new Error(`BMC profile "${nameOrDir}": not one of ${Object.keys(PROFILES).join(', ')}, nor a directory with redfish/v1/index.json`);
         })();

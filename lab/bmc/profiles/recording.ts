@@ -43,6 +43,15 @@ export class Recording {
     return this.resources.has(pathKey(path));
   }
 
+  /** Whether the BMC's ETags are weak (W/"..."), as the recorded @odata.etag values show; strong without any. */
+  weakEtags(): boolean {
+    for (const r of this.resources.values()) {
+      const tag = r['@odata.etag'];
+      if (typeof tag === 'string') return tag.startsWith('W/');
+    }
+    return false;
+  }
+
   /** The @odata.id links of a recorded collection's members. */
   members(path: string): string[] {
     const c = this.get(path);

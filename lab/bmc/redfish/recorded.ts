@@ -84,7 +84,7 @@ export function modelledResetTypes(rec: Recording, systemPath: string): ResetTyp
 export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions): void {
   const { recording: rec, machine, profile } = o;
   const layout = recordedLayout(rec, profile);
-  const weak = /^W\//.test(String(rec.get('/redfish/v1')?.['@odata.etag'] ?? rec.get(layout.systemPath)?.['@odata.etag'] ?? 'W/'));
+  const weak = rec.weakEtags();
   const live = new Map<string, Live>();
   const quirk = (q: Parameters<typeof machine.quirks.has>[0]) => machine.quirks.has(q);
 
