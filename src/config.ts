@@ -122,6 +122,10 @@ export const OPTIONS = {
   ukiWriter: option({ flag: '--uki-writer', env: 'UOD_UKI_WRITER', arg: UKI_WRITERS.join('|'), default: DEFAULT_UKI_WRITER,
     help: 'how UKIs are written: binutils objcopy, or the in-process PE writer (same layout, one pass over the inputs, several times faster)',
     parse: oneOf(UKI_WRITERS) }),
+  secureBootKey: option({ flag: '--secure-boot-key', env: 'UOD_SECURE_BOOT_KEY', arg: 'FILE', default: null,
+    help: 'PEM RSA private key that signs every UKI for UEFI Secure Boot (needs --secure-boot-cert)', parse: nonEmpty }),
+  secureBootCert: option({ flag: '--secure-boot-cert', env: 'UOD_SECURE_BOOT_CERT', arg: 'FILE', default: null,
+    help: 'PEM X.509 certificate of that key (the one to enroll in the servers\' db); its fingerprint is part of every build id', parse: nonEmpty }),
   logLevel: option({ flag: '--log-level', env: 'UOD_LOG_LEVEL', arg: 'LEVEL', default: 'info',
     help: `${LOG_LEVELS.join(', ')}; debug adds one line per GET`, parse: oneOf(LOG_LEVELS) }),
 };
@@ -180,6 +184,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   const tlsParts = [config.tlsListen, config.tlsCert, config.tlsKey].filter((x) => x !== null).length;
   if (tlsParts !== 0 && tlsParts !== 3) {
     throw new ConfigError('--tls-listen, --tls-cert and --tls-key must be given together');
+  }
+  if ((config.secureBootKey === null) !== (config.secureBootCert === null)) {
+    throw new ConfigError('--secure-boot-key and --secure-boot-cert must be given together');
   }
   if (config.publicTlsUrl !== null && config.tlsListen === null) {
     throw new ConfigError('--public-tls-url: needs a TLS listener (--tls-listen)');

@@ -10,6 +10,7 @@ import { buildApp } from './api/app.js';
 import { ArtifactServer } from './api/artifacts.js';
 import { PublicUrls } from './api/urls.js';
 import { ImagePipeline, type BuildPipeline } from './builds/pipeline.js';
+import { SecureBootSigner } from './image/secure-boot.js';
 import { FileBuildStore } from './builds/build-store.js';
 import { BuildQueue } from './builds/queue.js';
 import { BuildRegistry } from './builds/registry.js';
@@ -72,6 +73,10 @@ export async function startService(
     logger.warn({ dir: config.baseArtifacts }, 'no base artifacts found; every build request will be refused (run `make base-artifacts`)');
   }
 
+  // A key that cannot sign stops start-up here, before anything listens (one line, no key bytes).
+  const signer = config.secureBootKey && config.secureBootCert ? await SecureBootSigner.load(config.secureBootKey, config.secureBootCert) : null;
+  if (signer) logger.info({ secureBoot: signer }, 'every UKI is signed for Secure Boot');
+
   await fs.mkdir(config.dataDir, { recursive: true });
   const metrics = new Metrics();
   const queue = new BuildQueue(config.buildConcurrency, config.queueSize);
@@ -79,7 +84,7 @@ export async function startService(
     store: new FileBuildStore(config.dataDir, logger),
     catalog,
     queue,
-    pipeline: options.pipeline ?? new ImagePipeline({ logger, ukiWriter: config.ukiWriter }),
+    pipeline: options.pipeline ?? new ImagePipeline({ logger, ukiWriter: config.ukiWriter, ...(signer ? { signer } : {}) }),
     logger,
     observer: { finished: (state, seconds) => metrics.observeBuild(state, seconds) },
   });

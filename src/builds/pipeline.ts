@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/artifacts.js';
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
+import type { SecureBootSigner } from '../image/secure-boot.js';
 import { DEFAULT_UKI_WRITER, type UkiWriter } from '../image/uki.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
@@ -59,9 +60,10 @@ function osRelease(id: string): string {
 export class ImagePipeline implements BuildPipeline {
   readonly variant: string;
 
-  constructor(private readonly options: { logger?: Logger; ukiWriter?: UkiWriter } = {}) {
-    // The two writers lay out the same sections at the same addresses, but their bytes differ.
-    this.variant = `uki-writer=${options.ukiWriter ?? DEFAULT_UKI_WRITER}`;
+  constructor(private readonly options: { logger?: Logger; ukiWriter?: UkiWriter; signer?: SecureBootSigner } = {}) {
+    // The two writers lay out the same sections at the same addresses, but their bytes differ; a
+    // signed build differs by its signer's certificate (a new key gives new builds).
+    this.variant = `uki-writer=${options.ukiWriter ?? DEFAULT_UKI_WRITER}` + (options.signer ? `;secure-boot-cert=${options.signer.certFingerprint}` : '');
   }
 
   async run(job: PipelineJob): Promise<PipelineResult> {
@@ -86,6 +88,7 @@ export class ImagePipeline implements BuildPipeline {
       signal,
       digest: true,
       ukiWriter: this.options.ukiWriter,
+      ...(this.options.signer ? { signUki: (file: string, s?: AbortSignal) => this.options.signer!.signInPlace(file, s) } : {}),
       onIsoFallback: (reason) => this.options.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
     });
     signal.throwIfAborted();

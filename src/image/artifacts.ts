@@ -1,5 +1,7 @@
 // A build's two artifacts, the UKI and the ISO around it, made together (the ISO's GRUB, FAT image
 // and template are prepared while the UKI is written), and the names they are published under.
+import { stat } from 'node:fs/promises';
+import { digestFile } from './file-digest.js';
 import { assembleUki, type UkiWriter } from './uki.js';
 import type { WrittenFile } from './segments.js';
 import { prepareIso } from './iso.js';
@@ -44,6 +46,8 @@ export interface AssembleArtifactsOptions {
   ukiWriter?: UkiWriter;
   /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
   onIsoFallback?: (reason: Error) => void;
+  /** Signs the UKI in place before the ISO takes it (Secure Boot); its digest is then read back. */
+  signUki?: (path: string, signal?: AbortSignal) => Promise<void>;
 }
 
 export interface AssembledArtifacts {
@@ -70,6 +74,10 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
       digest: opts.digest,
       writer: opts.ukiWriter,
     });
+    if (opts.signUki) {
+      await opts.signUki(opts.ukiPath, signal);
+      uki = opts.digest ? await digestFile(opts.ukiPath) : { bytes: (await stat(opts.ukiPath)).size };
+    }
   } catch (err) {
     await isoPreparation.then((p) => p.dispose(), () => undefined);
     throw err;

@@ -17,6 +17,7 @@ import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { BASE_ARTIFACTS, serviceTempDir, spawnService, startService, stopAllServices, type ServiceProcess } from '../support/service-process.mjs';
 import { checkEveryResponse } from '../support/openapi.js';
+import { secureBootKeyPair } from '../support/secure-boot.js';
 
 // Every response this file receives must be described by openapi.yaml.
 checkEveryResponse();
@@ -158,6 +159,7 @@ describe('every option is read from its environment variable', () => {
     const { cert, key } = selfSignedCert();
     const dataDir = serviceTempDir('env-data');
     const baseArtifacts = baseDirWith('vmlinuz-amd64', 'initramfs-tiny-amd64.img');
+    const sb = secureBootKeyPair(serviceTempDir('sb'), 'env');
     const values: Record<OptionKey, string> = {
       listen: '127.0.0.3:0',
       tlsListen: '127.0.0.1:0',
@@ -173,6 +175,8 @@ describe('every option is read from its environment variable', () => {
       maxBodyBytes: '4096',
       maxFiles: '2',
       ukiWriter: 'objcopy',
+      secureBootKey: sb.key,
+      secureBootCert: sb.cert,
       logLevel: 'debug',
     };
     const env = Object.fromEntries(Object.entries(values).map(([k, v]) => [OPTIONS[k as OptionKey].env, v]));

@@ -23,6 +23,8 @@ const DEFAULTS: Record<OptionKey, string | null> = {
   maxBodyBytes: '16777216',
   maxFiles: '1024',
   ukiWriter: 'direct',
+  secureBootKey: null,
+  secureBootCert: null,
   logLevel: 'info',
 };
 
@@ -47,6 +49,8 @@ const SAMPLES: Record<OptionKey, { a: [string, string]; b: [string, string]; nee
   maxBodyBytes: { a: ['4096', '4096'], b: ['1073741824', '1073741824'] },
   maxFiles: { a: ['7', '7'], b: ['1000000', '1000000'] },
   ukiWriter: { a: ['objcopy', 'objcopy'], b: ['direct', 'direct'] },
+  secureBootKey: { a: ['/a/sb.key', '/a/sb.key'], b: ['b.key', 'b.key'], needs: ['--secure-boot-cert', 'c.pem'] },
+  secureBootCert: { a: ['/a/sb.pem', '/a/sb.pem'], b: ['b.pem', 'b.pem'], needs: ['--secure-boot-key', 'k.key'] },
   logLevel: { a: ['silent', 'silent'], b: ['trace', 'trace'] },
 };
 
