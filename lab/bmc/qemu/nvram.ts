@@ -154,6 +154,13 @@ export async function clearBootNext(varsFile: string, opts: { optionNumber?: num
   await writeAtomically(varsFile, update(store, doomed, []));
 }
 
+/** Writes these variables (replacing any live one of the same name and GUID) in one update. */
+export async function setVariables(varsFile: string, variables: { name: string; guid: string; attributes: number; data: Buffer }[]): Promise<void> {
+  const store = parseStore(varsFile, await readFile(varsFile));
+  const doomed = liveOf(store).filter((e) => variables.some((v) => v.name === e.name && v.guid === e.guid.toLowerCase()));
+  await writeAtomically(varsFile, update(store, doomed, variables));
+}
+
 export async function readVariables(varsFile: string): Promise<EfiVariable[]> {
   const store = parseStore(varsFile, await readFile(varsFile));
   return liveOf(store).map((e) => ({
