@@ -35,6 +35,11 @@ export const bmcConfigSchema = z.strictObject({
     accel: z.enum(['tcg', 'kvm']),
     firmwareCode: z.string().min(1),
     firmwareVarsTemplate: z.string().min(1),
+    /**
+     * A Secure Boot firmware (firmwareCode its secboot build): the platform owner's certificate (PK
+     * and KEK), the certificates db starts with, and whether it enforces at first.
+     */
+    secureBoot: z.strictObject({ platformCert: z.string().min(1), dbCerts: z.array(z.string().min(1)), enabled: z.boolean() }).optional(),
     console: z.string().min(1),
     nics: z.array(z.strictObject({ mac, tap: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/), pciSlot: z.number().int().min(2).max(31) })).min(1),
     disks: z.array(z.strictObject({

@@ -8,6 +8,6 @@ import { QemuDriver, type DriverLog } from './qemu/driver.js';
 export function createDriver(cfg: BmcConfig, nvram: string, log: DriverLog): MachineDriver {
   switch (cfg.hardware.driver) {
     case 'qemu':
-      return new QemuDriver({ ...cfg.hardware, nvram, qmpSocket: qmpSocket(cfg.stateDir) }, log);
+      return new QemuDriver({ ...cfg.hardware, secureBoot: cfg.hardware.secureBoot !== undefined, nvram, qmpSocket: qmpSocket(cfg.stateDir) }, log);
   }
 }

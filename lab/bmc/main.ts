@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { loadBmcConfig } from './config.js';
 import { Machine } from './machine/machine.js';
+import { SecureBootSetup } from './machine/secure-boot.js';
 import { httpMediaProbe } from './media-probe.js';
 import { setUpProfile } from './redfish/profile-setup.js';
 import { createDriver } from './driver-factory.js';
@@ -46,7 +47,11 @@ async function main(): Promise<void> {
   const setup = setUpProfile(cfg.profile, cfg.quirks);
   const { profile, recording } = setup;
   if (setup.systemId && setup.systemId !== cfg.systemId) throw new Error(`${file}: systemId: the ${profile.name} recording's System is "${setup.systemId}", not "${cfg.systemId}"`);
-  const machine = new Machine(driver, httpMediaProbe(), new Set(profile.quirks), { log }, cfg.timings, setup.capabilities());
+  const sb = hwc.secureBoot;
+  const secureBoot = sb
+    ? new SecureBootSetup({ pk: readFileSync(sb.platformCert, 'utf8'), kek: [readFileSync(sb.platformCert, 'utf8')] }, sb.dbCerts.map((f) => readFileSync(f, 'utf8')), sb.enabled)
+    : undefined;
+  const machine = new Machine(driver, httpMediaProbe(), new Set(profile.quirks), { log }, cfg.timings, { ...setup.capabilities(), ...(secureBoot ? { secureBoot } : {}) });
   app = buildRedfishApp({
     ...(recording ? { recorded: { recording, profile } } : {}),
     inventory: { systemId: cfg.systemId, name: hwc.name, uuid: hwc.uuid, serialNumber: hwc.serialNumber, memoryMiB: hwc.memoryMiB, cpus: hwc.cpus, nics: hwc.nics, disks: hwc.disks },

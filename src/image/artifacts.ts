@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { digestFile } from './file-digest.js';
 import { assembleUki, type UkiWriter } from './uki.js';
 import type { WrittenFile } from './segments.js';
+import { buildDirectIso } from './iso-direct.js';
 import { prepareIso } from './iso.js';
 import type { Architecture } from './architecture.js';
 
@@ -46,7 +47,10 @@ export interface AssembleArtifactsOptions {
   ukiWriter?: UkiWriter;
   /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
   onIsoFallback?: (reason: Error) => void;
-  /** Signs the UKI in place before the ISO takes it (Secure Boot); its digest is then read back. */
+  /**
+   * Signs the UKI in place (Secure Boot); its digest is then read back, and the ISO is the direct one
+   * (iso-direct.ts): the firmware starts the signed UKI itself, with no unsigned loader before it.
+   */
   signUki?: (path: string, signal?: AbortSignal) => Promise<void>;
 }
 
@@ -56,6 +60,7 @@ export interface AssembledArtifacts {
 }
 
 export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise<AssembledArtifacts> {
+  if (opts.signUki) return assembleSignedArtifacts(opts, opts.signUki);
   const { arch, signal, workDir } = opts;
   const isoPreparation = prepareIso({ arch, volumeId: opts.volumeId, workDir, signal, onFallback: opts.onIsoFallback });
   // Whatever happens to the UKI, the ISO's work files must not outlive this call.
@@ -74,10 +79,6 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
       digest: opts.digest,
       writer: opts.ukiWriter,
     });
-    if (opts.signUki) {
-      await opts.signUki(opts.ukiPath, signal);
-      uki = opts.digest ? await digestFile(opts.ukiPath) : { bytes: (await stat(opts.ukiPath)).size };
-    }
   } catch (err) {
     await isoPreparation.then((p) => p.dispose(), () => undefined);
     throw err;
@@ -89,4 +90,24 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
   } finally {
     await prepared.dispose();
   }
+}
+
+/** A Secure Boot build: the UKI, signed, then the ISO whose EFI image is that UKI. */
+async function assembleSignedArtifacts(opts: AssembleArtifactsOptions, sign: (path: string, signal?: AbortSignal) => Promise<void>): Promise<AssembledArtifacts> {
+  const { signal } = opts;
+  await assembleUki({
+    arch: opts.arch,
+    kernelPath: opts.kernelPath,
+    initrd: { basePath: opts.baseInitramfsPath, overlay: opts.overlay },
+    cmdline: opts.cmdline,
+    osRelease: opts.osRelease,
+    outPath: opts.ukiPath,
+    workDir: opts.workDir,
+    signal,
+    writer: opts.ukiWriter,
+  });
+  await sign(opts.ukiPath, signal);
+  const uki = opts.digest ? await digestFile(opts.ukiPath) : { bytes: (await stat(opts.ukiPath)).size };
+  const iso = await buildDirectIso({ arch: opts.arch, ukiPath: opts.ukiPath, outPath: opts.isoPath, volumeId: opts.volumeId, workDir: opts.workDir, signal, digest: opts.digest });
+  return { uki, iso };
 }

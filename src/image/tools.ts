@@ -40,6 +40,7 @@ export const COMMON_TOOLS = {
   grubMkimage: 'grub-mkimage',
   mformat: 'mformat',
   mcopy: 'mcopy',
+  mmd: 'mmd',
 } as const;
 
 export function archTools(arch: Architecture): ArchTools {

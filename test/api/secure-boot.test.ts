@@ -84,10 +84,13 @@ describe('signed builds', () => {
     // The served artifact is the signed one, with the digest of the signed bytes.
     const served = await fetch(artifacts.ukiUrl);
     expect(Buffer.from(await served.arrayBuffer()).equals(fs.readFileSync(uki))).toBe(true);
-    // The ISO holds the same signed UKI (the file xorriso reads out of it).
-    const extracted = path.join(serviceTempDir('iso-out'), 'uki.efi');
-    execFileSync('xorriso', ['-osirrox', 'on', '-indev', path.join(dir, 'boot.iso'), '-extract', '/EFI/Linux/uki.efi', extracted], { stdio: 'ignore' });
-    expect(fs.readFileSync(extracted).equals(fs.readFileSync(uki))).toBe(true);
+    // The ISO's EFI image is the signed UKI itself, as \EFI\BOOT\BOOTX64.EFI: no unsigned loader
+    // before it (read back with xorriso and mtools).
+    const out = serviceTempDir('iso-out');
+    execFileSync('xorriso', ['-osirrox', 'on', '-indev', path.join(dir, 'boot.iso'), '-extract', '/efiboot.img', path.join(out, 'efiboot.img')], { stdio: 'ignore' });
+    execFileSync('mcopy', ['-i', path.join(out, 'efiboot.img'), '::/EFI/BOOT/BOOTX64.EFI', path.join(out, 'BOOTX64.EFI')]);
+    expect(fs.readFileSync(path.join(out, 'BOOTX64.EFI')).equals(fs.readFileSync(uki))).toBe(true);
+    expect(execFileSync('mdir', ['-/', '-b', '-i', path.join(out, 'efiboot.img'), '::/']).toString().trim().split('\n')).toEqual(['::/EFI/', '::/EFI/BOOT/', '::/EFI/BOOT/BOOTX64.EFI']);
 
     // The key's bytes are in no record, log line or artifact the service wrote.
     const body = keyBody(ours.key);

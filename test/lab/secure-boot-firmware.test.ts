@@ -1,16 +1,19 @@
 // Proof that the lab's Secure Boot firmware enforces: OVMF's Secure Boot build with a variable store
 // whose db holds a key the lab enrolled (lab/bmc/qemu/secure-boot-vars.ts) boots, by UEFI HTTP boot,
-// a tiny UKI signed with that key, and refuses an unsigned one, one signed with another key and a
-// signed one with one byte changed in its .initrd, all with the same firmware and NVRAM in one test.
+// a tiny UKI signed with that key and, as a CD, the ISO of a signed build; it refuses an unsigned
+// UKI, one signed with another key, a signed one with one byte changed in its .initrd, and the ISO of
+// an unsigned build (its GRUB), all with the same firmware and NVRAM in one test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { setHttpBootNext } from '../../lab/bmc/qemu/nvram.js';
+import { clearBootNext, setHttpBootNext } from '../../lab/bmc/qemu/nvram.js';
 import { enrollSecureBootKeys } from '../../lab/bmc/qemu/secure-boot-vars.js';
 import { readPe } from '../../src/image/pe.js';
+import { buildDirectIso } from '../../src/image/iso-direct.js';
+import { assembleIso } from '../../src/image/iso.js';
 import { SecureBootSigner } from '../../src/image/secure-boot.js';
 import { assembleUki } from '../../src/image/uki.js';
 import { secureBootKeyPair } from '../support/secure-boot.js';
@@ -24,7 +27,7 @@ for (const f of [CODE, VARS]) if (!existsSync(f)) throw new Error(`${f} is missi
 /** Under TCG the fetch comes ≈ 10 s after start, the kernel's first line a few seconds later. */
 const DEADLINE_MS = 150_000;
 const BOOTED = /Linux version \d/;
-const REFUSED = /failed to load Boot0100 .*: (Access Denied|Security Violation)/;
+const REFUSED = /failed to load Boot0\d+ .*: (Access Denied|Security Violation)/;
 
 let dir: string;
 let server: Server;
@@ -59,16 +62,22 @@ async function tinyUki(name: string): Promise<string> {
   return out;
 }
 
-/** Boots Boot0100 = http://10.0.2.2:<port>/<name>.efi with this store; what the console shows. */
-async function boot(vars: string, name: string): Promise<'booted' | 'refused'> {
-  await setHttpBootNext(vars, { uri: `http://10.0.2.2:${port}/${name}.efi` });
+/**
+ * Boots Boot0100 = http://10.0.2.2:<port>/<name>.efi with this store, or with `cdrom` the ISO as the
+ * only boot device; what the console shows.
+ */
+async function boot(vars: string, name: string, cdrom?: string): Promise<'booted' | 'refused'> {
+  if (cdrom) await clearBootNext(vars);
+  else await setHttpBootNext(vars, { uri: `http://10.0.2.2:${port}/${name}.efi` });
   const serial = path.join(dir, `${name}.serial.log`);
   writeFileSync(serial, '');
   qemu = spawn('timeout', ['-s', 'KILL', String(DEADLINE_MS / 1000 + 10), 'qemu-system-x86_64',
     '-machine', 'q35,smm=on,accel=tcg', '-global', 'driver=cfi.pflash01,property=secure,value=on', '-m', '512', '-nodefaults', '-display', 'none',
     '-serial', `file:${serial}`,
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
-    '-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=,addr=0x3'], { stdio: 'ignore' });
+    ...(cdrom
+      ? ['-drive', `file=${cdrom},media=cdrom,if=none,id=cd,readonly=on`, '-device', 'ide-cd,drive=cd,bootindex=0']
+      : ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=,addr=0x3'])], { stdio: 'ignore' });
   const started = Date.now();
   try {
     for (;;) {
@@ -110,10 +119,18 @@ describe('OVMF with Secure Boot on and the lab\'s key in db', () => {
     writeFileSync(tampered, bytes);
     files.set('/tampered.efi', tampered);
 
-    // Refusals first, then the signed one on the same store: "nothing boots" cannot pass.
+    // The ISOs: a signed build's (its EFI image is the signed UKI) and an unsigned build's (GRUB).
+    const signedIso = path.join(dir, 'signed.iso');
+    await buildDirectIso({ arch: 'amd64', ukiPath: files.get('/signed.efi')!, outPath: signedIso, volumeId: 'UOD_SIGNED', workDir: dir });
+    const unsignedIso = path.join(dir, 'unsigned.iso');
+    await assembleIso({ arch: 'amd64', ukiPath: files.get('/unsigned.efi')!, outPath: unsignedIso, volumeId: 'UOD_UNSIGNED', workDir: dir });
+
+    // Refusals first, then the signed ones on the same store: "nothing boots" cannot pass.
     expect(await boot(vars, 'unsigned')).toBe('refused');
     expect(await boot(vars, 'other-key')).toBe('refused');
     expect(await boot(vars, 'tampered')).toBe('refused');
+    expect(await boot(vars, 'unsigned-iso', unsignedIso)).toBe('refused');
     expect(await boot(vars, 'signed')).toBe('booted');
+    expect(await boot(vars, 'signed-iso', signedIso)).toBe('booted');
   });
 });

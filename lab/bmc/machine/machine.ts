@@ -5,6 +5,7 @@ import type { BootPlan, BootTarget, MachineDriver, OverrideEnabled, OverrideMode
 import { BOOT_TARGETS, OVERRIDE_ENABLED, OVERRIDE_MODES, RESET_TYPES } from './types.js';
 import { DEFAULT_QUIRK_TIMINGS, type Quirk, type QuirkTimings } from './quirks.js';
 import type { FirmwareSetup } from './firmware.js';
+import type { SecureBootSetup } from './secure-boot.js';
 
 /** A refusal the Redfish adapter turns into an error body; `kind` picks the status and MessageId. */
 export class MachineError extends Error {
@@ -53,6 +54,8 @@ export interface MachineCapabilities {
   resetTypes?: readonly ResetType[];
   /** BIOS attributes with pending settings, and the HTTP boot device they describe. */
   firmware?: FirmwareSetup;
+  /** A firmware with Secure Boot: its switch and db, applied at each power-on. */
+  secureBoot?: SecureBootSetup;
 }
 
 export class Machine {
@@ -115,6 +118,10 @@ export class Machine {
 
   get firmware(): FirmwareSetup | undefined {
     return this.capabilities.firmware;
+  }
+
+  get secureBoot(): SecureBootSetup | undefined {
+    return this.capabilities.secureBoot;
   }
 
   // --- Redfish actions ------------------------------------------------------------------------
@@ -318,6 +325,7 @@ export class Machine {
     }
     if (enabled === 'Once') this.override = { ...this.override, target: 'None', enabled: 'Disabled' };
     const plan: BootPlan = { device };
+    if (this.capabilities.secureBoot) plan.secureBoot = this.capabilities.secureBoot.forBoot();
     if (mediaUrl) plan.mediaUrl = mediaUrl;
     if (device === 'http' && http) {
       plan.httpBootUri = http.uri;

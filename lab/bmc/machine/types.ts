@@ -2,6 +2,7 @@
 // a driver at each power-on, and the driver seam (sushy-tools' abstract driver, reduced to what a
 // power button, a reset line and a firmware boot choice need).
 import type { StaticAddress } from './firmware.js';
+import type { SecureBootPlan } from './secure-boot.js';
 
 export const POWER_STATES = ['On', 'Off', 'PoweringOn', 'PoweringOff'] as const;
 export type PowerState = (typeof POWER_STATES)[number];
@@ -30,6 +31,8 @@ export interface BootPlan {
   httpBootUri?: string;
   /** Only with device 'http': the firmware's static address (absent: DHCP). */
   httpBootAddress?: StaticAddress;
+  /** A Secure Boot firmware: its switch and keys for this boot (written to NVRAM before it starts). */
+  secureBoot?: SecureBootPlan;
 }
 
 /** Why a running machine stopped, as the driver saw it. */

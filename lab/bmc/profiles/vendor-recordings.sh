@@ -21,13 +21,14 @@ cp "$src/LICENSE" "$dst/LICENSE"
 
 d=Systems/System.Embedded.1 m=Managers/iDRAC.Embedded.1
 take dell . Systems $d $d/Bios $d/Bios/Settings $d/VirtualMedia $d/VirtualMedia/1 $d/VirtualMedia/2 \
+  $d/SecureBoot $d/SecureBoot/SecureBootDatabases $d/SecureBoot/SecureBootDatabases/db $d/SecureBoot/SecureBootDatabases/db/Certificates \
   Managers $m $m/VirtualMedia $m/VirtualMedia/RemovableDisk $m/VirtualMedia/CD Chassis Chassis/System.Embedded.1
 
-take hpe . Systems Systems/1 Systems/1/Bios Systems/1/Bios/settings Managers Managers/1 Managers/1/VirtualMedia \
+take hpe . Systems Systems/1 Systems/1/Bios Systems/1/Bios/settings Systems/1/SecureBoot Managers Managers/1 Managers/1/VirtualMedia \
   Managers/1/VirtualMedia/1 Managers/1/VirtualMedia/2 Chassis Chassis/1
 
 slots="EXT1 EXT2 EXT3 EXT4 Remote1 Remote2 Remote3 Remote4 RDOC1 RDOC2"
-take lenovo . Systems Systems/1 Systems/1/Pending Systems/1/ResetActionInfo Systems/1/Bios Systems/1/VirtualMedia \
+take lenovo . Systems Systems/1 Systems/1/SecureBoot Systems/1/Pending Systems/1/ResetActionInfo Systems/1/Bios Systems/1/VirtualMedia \
   $(for s in $slots; do echo Systems/1/VirtualMedia/$s; done) Managers Managers/1 Managers/1/VirtualMedia \
   $(for s in $slots; do echo Managers/1/VirtualMedia/$s; done) Chassis Chassis/1
 echo "copied $(find "$dst" -name index.json | wc -l) resources into $dst"

@@ -33,6 +33,8 @@ export interface Hardware {
   nvram: string;
   console: string;
   qmpSocket: string;
+  /** The firmware is OVMF's Secure Boot build (SMM on, secure flash). */
+  secureBoot?: boolean;
   nics: Nic[];
   disks: Disk[];
 }
@@ -68,7 +70,9 @@ export function qemuArgs(hw: Hardware, plan: BootPlan): string[] {
 
   const args = [
     '-name', `guest=${hw.name}`,
-    '-machine', `q35,accel=${hw.accel}`,
+    // OVMF's Secure Boot build keeps its variables behind SMM, on a flash only SMM may write.
+    '-machine', `q35,accel=${hw.accel}${hw.secureBoot ? ',smm=on' : ''}`,
+    ...(hw.secureBoot ? ['-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
     '-smp', String(hw.cpus),
     '-m', String(hw.memoryMiB),
     '-uuid', hw.uuid,

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import type { BootPlan, MachineDriver, StopReason } from '../machine/types.js';
 import { CD_DEVICE_ID, mediaBlockdev, netdevId, qemuArgs, type Hardware } from './command-line.js';
 import { clearBootNext, setHttpBootNext } from './nvram.js';
+import { enrollSecureBootKeys } from './secure-boot-vars.js';
 import { QmpClient } from './qmp.js';
 
 export interface DriverLog {
@@ -50,6 +51,8 @@ export class QemuDriver implements MachineDriver {
     } else {
       await clearBootNext(this.hw.nvram);
     }
+    // The BMC's Secure Boot setup reaches the firmware through its NVRAM, before it starts.
+    if (plan.secureBoot) await enrollSecureBootKeys(this.hw.nvram, { pk: plan.secureBoot.pk, kek: plan.secureBoot.kek, db: plan.secureBoot.db }, plan.secureBoot.enabled);
     rmSync(this.hw.qmpSocket, { force: true });
     const args = qemuArgs(this.hw, plan);
     this.log('qemu start', { args: args.join(' ') });

@@ -44,13 +44,13 @@ export interface SecureBootKeys {
   db: string[];
 }
 
-/** Enrolls PK, KEK and db and turns enforcement on, in a copy of OVMF_VARS. */
-export async function enrollSecureBootKeys(varsFile: string, keys: SecureBootKeys): Promise<void> {
+/** Enrolls PK, KEK and db and turns enforcement on (or, `enabled` false, off), in a copy of OVMF_VARS. */
+export async function enrollSecureBootKeys(varsFile: string, keys: SecureBootKeys, enabled = true): Promise<void> {
   await setVariables(varsFile, [
     { name: 'db', guid: EFI_IMAGE_SECURITY_DATABASE, attributes: AUTHENTICATED, data: x509SignatureLists(keys.db) },
     { name: 'KEK', guid: EFI_GLOBAL_VARIABLE, attributes: AUTHENTICATED, data: x509SignatureLists(keys.kek) },
     { name: 'PK', guid: EFI_GLOBAL_VARIABLE, attributes: AUTHENTICATED, data: x509SignatureLists([keys.pk]) },
-    { name: 'SecureBootEnable', guid: SECURE_BOOT_ENABLE_DISABLE, attributes: NV_BS, data: Buffer.from([1]) },
+    { name: 'SecureBootEnable', guid: SECURE_BOOT_ENABLE_DISABLE, attributes: NV_BS, data: Buffer.from([enabled ? 1 : 0]) },
   ]);
 }
 

@@ -10,6 +10,14 @@ export type Handler = (req: FastifyRequest) => Promise<unknown> | unknown;
 export const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
 
 /** What a handler returns for an action the BMC carries out later: 202 with the task to watch. */
+/** What a handler returns for a resource it made: 201 with its Location and body. */
+export class Created {
+  constructor(
+    readonly location: string,
+    readonly body: unknown,
+  ) {}
+}
+
 export class Accepted {
   constructor(
     readonly location: string,

@@ -4,10 +4,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { MachineError, type Machine } from '../machine/machine.js';
-import { Accepted, found, insertMedia, METHODS, objectBody, patchMedia, patchSystem, Tasks, etagOf, type Handler } from './actions.js';
+import { Accepted, Created, found, insertMedia, METHODS, objectBody, patchMedia, patchSystem, Tasks, etagOf, type Handler } from './actions.js';
 import { errorBody, errors, fromMachineError, RedfishError } from './errors.js';
 import { KVM_MEDIA_ID, MEDIA_ID, Resources, STORAGE_ID, type Inventory } from './resources.js';
 import { registerRecordedRoutes } from './recorded.js';
+import { certificateBody, certificatesBody, databasesBody, dbBody, patchSecureBoot, postCertificate, secureBootBody, secureBootPaths } from './secure-boot.js';
 import { registerSessionRoutes, Sessions, SESSIONS } from './sessions.js';
 import type { BmcProfile } from '../profiles/profiles.js';
 import type { Recording } from '../profiles/recording.js';
@@ -114,6 +115,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
           void reply.header('odata-version', '4.0').header('allow', allow.join(', '));
           const body = await handler(req);
           if (body === undefined) return reply.code(204).send();
+          if (body instanceof Created) return reply.code(201).header('location', body.location).header('content-type', 'application/json; charset=utf-8').send(body.body);
           if (body instanceof Accepted) return reply.code(202).header('location', body.location).header('content-type', 'application/json; charset=utf-8').send(body.body);
           if (method === 'GET') {
             const etag = etagOf(body);
@@ -154,6 +156,42 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
       settingsOnly(req);
       checkIfMatch(req, res.systemSettings());
       patchSystem(opts.machine, objectBody(req), res.systemSettings());
+      return undefined;
+    },
+  });
+  // Secure Boot, where the server's firmware has it (lab/bmc/redfish/secure-boot.ts).
+  const sbPaths = secureBootPaths('/redfish/v1/Systems/:id');
+  const sb = () => {
+    const setup = opts.machine.secureBoot;
+    if (!setup) throw errors.notFound('SecureBoot');
+    return setup;
+  };
+  const real = secureBootPaths(res.system);
+  resource(sbPaths.secureBoot, {
+    GET: (req) => (systemOf(req), secureBootBody(sb(), real)),
+    PATCH: (req) => {
+      systemOf(req);
+      const current = secureBootBody(sb(), real);
+      checkIfMatch(req, current);
+      patchSecureBoot(sb(), objectBody(req), current);
+      return undefined;
+    },
+  });
+  resource(sbPaths.databases, { GET: (req) => (systemOf(req), sb(), databasesBody(real)) });
+  resource(sbPaths.db, { GET: (req) => (systemOf(req), sb(), dbBody(real)) });
+  resource(sbPaths.certificates, {
+    GET: (req) => (systemOf(req), certificatesBody(sb(), real)),
+    POST: (req) => {
+      systemOf(req);
+      const id = postCertificate(sb(), objectBody(req));
+      return new Created(`${real.certificates}/${id}`, certificateBody(sb(), real, id));
+    },
+  });
+  resource(`${sbPaths.certificates}/:cert`, {
+    GET: (req) => (systemOf(req), found(req, certificateBody(sb(), real, (req.params as { cert: string }).cert))),
+    DELETE: (req) => {
+      systemOf(req);
+      if (!sb().remove((req.params as { cert: string }).cert)) throw errors.notFound(req.url);
       return undefined;
     },
   });

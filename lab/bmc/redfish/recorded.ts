@@ -8,8 +8,9 @@ import type { Machine } from '../machine/machine.js';
 import { RESET_TYPES, type ResetType } from '../machine/types.js';
 import type { BmcProfile } from '../profiles/profiles.js';
 import { dig, linkOf, pathKey, type Recording, type Resource } from '../profiles/recording.js';
-import { Accepted, etagOf, insertMedia, METHODS, objectBody, patchMedia, type Handler, type Tasks } from './actions.js';
+import { Accepted, Created, etagOf, insertMedia, METHODS, objectBody, patchMedia, type Handler, type Tasks } from './actions.js';
 import { errors, RedfishError } from './errors.js';
+import { certificateBody, certificatesBody, patchSecureBoot, postCertificate, secureBootBody } from './secure-boot.js';
 import { imageName, type Inventory } from './resources.js';
 
 export interface RecordedOptions {
@@ -258,6 +259,41 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
     }
   }
 
+  // --- Secure Boot, where the recording has it and the server's firmware does ------------------
+  const sbPath = linkOf(rec.get(layout.systemPath), 'SecureBoot');
+  const sb = machine.secureBoot;
+  const dynamic: ((key: string) => Live | undefined)[] = [];
+  if (sbPath && sb && rec.has(sbPath)) {
+    const databases = linkOf(rec.get(sbPath), 'SecureBootDatabases');
+    const p = { secureBoot: sbPath, databases: databases ?? `${sbPath}/SecureBootDatabases`, db: `${databases}/db`, certificates: `${databases}/db/Certificates` };
+    const hasDb = databases !== undefined && rec.has(p.certificates);
+    const body = () => secureBootBody(sb, p, rec.get(sbPath), hasDb);
+    live.set(pathKey(sbPath), {
+      GET: body,
+      PATCH: (req) => {
+        checkIfMatch(req, body());
+        patchSecureBoot(sb, objectBody(req), body());
+        return undefined;
+      },
+    });
+    if (hasDb) {
+      live.set(pathKey(p.certificates), {
+        GET: () => certificatesBody(sb, p, rec.get(p.certificates)),
+        POST: (req) => {
+          const id = postCertificate(sb, objectBody(req));
+          return new Created(`${p.certificates}/${id}`, certificateBody(sb, p, id));
+        },
+      });
+      const prefix = pathKey(p.certificates) + '/';
+      dynamic.push((key) => {
+        if (!key.startsWith(prefix)) return undefined;
+        const id = key.slice(prefix.length);
+        if (!certificateBody(sb, p, id)) return undefined;
+        return { GET: () => certificateBody(sb, p, id), DELETE: () => (sb.remove(id), undefined) };
+      });
+    }
+  }
+
   /** PATCH preconditions, with the profile's strictness (if-match-required: 428 without, 412 weak). */
   function checkIfMatch(req: FastifyRequest, current: unknown): void {
     const ifMatch = req.headers['if-match'];
@@ -274,7 +310,7 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     const key = pathKey(req.url);
-    const entry = live.get(key);
+    const entry = live.get(key) ?? dynamic.map((d) => d(key)).find((e) => e !== undefined);
     const recorded = rec.has(key);
     if (!entry && !recorded) throw errors.notFound(req.url);
     const methods = entry ? Object.keys(entry) : [];
@@ -294,6 +330,7 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
     if (!handler) throw errors.methodNotAllowed(req.method, req.url, allow);
     const result = await handler(req);
     if (result === undefined) return reply.code(204).send();
+    if (result instanceof Created) return reply.code(201).header('location', result.location).header('content-type', 'application/json; charset=utf-8').send(result.body);
     if (result instanceof Accepted) return reply.code(202).header('location', result.location).header('content-type', 'application/json; charset=utf-8').send(result.body);
     return reply.header('content-type', 'application/json; charset=utf-8').send(result);
   };

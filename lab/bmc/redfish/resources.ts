@@ -172,6 +172,7 @@ export class Resources {
     };
     if (m.quirks.has('boot-in-settings')) system['@Redfish.Settings'] = { '@odata.type': '#Settings.v1_3_5.Settings', SettingsObject: link(this.settingsPath) };
     if (!m.quirks.has('manager-media-only')) system.VirtualMedia = link(`${this.system}/VirtualMedia`);
+    if (m.secureBoot) system.SecureBoot = link(`${this.system}/SecureBoot`);
     return system;
   }
 
