@@ -114,10 +114,13 @@ LAB_VLAN ?= 0
 LAB_BMC_PROFILE ?= standard
 LAB_BMC_PROFILES ?=
 LAB_STATIC_SERVERS ?=
+# LAB_SECURE_BOOT=1 (every server) or =server1,server2: firmware enforcing Secure Boot, db with a lab key.
+LAB_SECURE_BOOT ?=
 LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
 	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q)) \
 	--second-nic $(LAB_SECOND_NIC) --vlan $(LAB_VLAN) --bmc-profile $(LAB_BMC_PROFILE) \
-	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_STATIC_SERVERS),--static-servers $(LAB_STATIC_SERVERS))
+	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_STATIC_SERVERS),--static-servers $(LAB_STATIC_SERVERS)) \
+	$(if $(LAB_SECURE_BOOT),--secure-boot $(if $(filter 1,$(LAB_SECURE_BOOT)),all,$(LAB_SECURE_BOOT)))
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)

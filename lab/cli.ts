@@ -4,6 +4,7 @@
 //                           [--namespace NAME] [--state-dir DIR] [--quirks server2=post-lock,eject-lag]...
 //                           [--second-nic data|provisioning] [--vlan ID]
 //                           [--bmc-profile dell] [--bmc-profiles dell,hpe,...] [--static-servers server1,...]
+//                           [--secure-boot all|server1,...]
 //   node dist/lab/cli.js down [--namespace NAME] [--state-dir DIR]
 // `up` prints every address, credential and next step; its last line is the path of the lab's JSON
 // description. `up` on a running lab only reports it.
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
       servers: { type: 'string' }, memory: { type: 'string' }, cpus: { type: 'string' }, 'disk-gib': { type: 'string' },
       accel: { type: 'string' }, namespace: { type: 'string' }, 'state-dir': { type: 'string' }, quirks: { type: 'string', multiple: true },
       'second-nic': { type: 'string' }, vlan: { type: 'string' },
-      'bmc-profile': { type: 'string' }, 'bmc-profiles': { type: 'string' }, 'static-servers': { type: 'string' },
+      'bmc-profile': { type: 'string' }, 'bmc-profiles': { type: 'string' }, 'static-servers': { type: 'string' }, 'secure-boot': { type: 'string' },
     },
   });
   const base = defaultLabOptions(REPO, { namespace: values.namespace || undefined });
@@ -101,6 +102,10 @@ async function main(): Promise<void> {
     servers,
     profiles: profiles(servers, values['bmc-profile'] || undefined, values['bmc-profiles'] || undefined),
     staticServers: (values['static-servers'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    // "all", or the servers by name
+    secureBootServers: values['secure-boot'] === 'all'
+      ? Array.from({ length: servers }, (_, i) => `server${i + 1}`)
+      : (values['secure-boot'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     memoryMiB: int('memory', values.memory) ?? base.memoryMiB,
     cpus: int('cpus', values.cpus) ?? base.cpus,
     diskGiB: int('disk-gib', values['disk-gib']) ?? base.diskGiB,

@@ -10,7 +10,7 @@ import type { BmcConfig } from './bmc/config.js';
 import type { Quirk } from './bmc/machine/quirks.js';
 import { setUpProfile } from './bmc/redfish/profile-setup.js';
 import { ansibleInventory } from './inventory.js';
-import { IMAGES_PORT, preflight, SERVICE_PORT, SERVICE_TLS_PORT, serverPlan, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, type LabOptions } from './plan.js';
+import { FIRMWARE_CODE, IMAGES_PORT, preflight, SECURE_BOOT_CODE, SERVICE_PORT, SERVICE_TLS_PORT, serverPlan, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, type LabOptions } from './plan.js';
 import { makeServiceCertificates, nginxConfig } from './processes.js';
 import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
 import { waitForHttp } from './ns-http.js';
@@ -46,6 +46,8 @@ export interface LabDescription {
   serviceTlsUrl: string;
   /** CA certificate that signed the service's TLS certificate (for checkin-ca.pem) */
   serviceCaCert: string;
+  /** With Secure Boot servers: the certificate the service signs with (to enroll in their db). */
+  serviceSecureBootCert?: string;
   serviceLog: string;
   /** the source address the orchestrator's calls come from: the service trusts it */
   orchestratorAddress: string;
@@ -122,6 +124,24 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
     spawnInNamespace(ns, 'nginx', ['-c', nginxConf, '-e', join(opts.stateDir, 'nginx-error.log')], join(opts.stateDir, 'nginx.out'));
     const sshKey = join(opts.stateDir, 'orchestrator_ed25519');
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `orchestrator@${ns}`, '-f', sshKey]);
+    // The lab's platform key (PK, KEK) and its own db key, made once for the servers that enforce.
+    let sbKeys: Promise<Record<'platform' | 'labDb' | 'service', { key: string; cert: string }>> | undefined;
+    const labSecureBootKeys = () => (sbKeys ??= (async () => {
+      const dir = join(opts.stateDir, 'secure-boot');
+      mkdirSync(dir, { recursive: true });
+      const pair = async (name: string, cn: string) => {
+        const key = join(dir, `${name}.key`), cert = join(dir, `${name}.pem`);
+        await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', `/CN=${cn}`, '-keyout', key, '-out', cert]);
+        return { key, cert };
+      };
+      return {
+        platform: await pair('platform', `uki-on-demand lab ${ns} platform key`),
+        labDb: await pair('lab-db', `uki-on-demand lab ${ns} db key`),
+        // The service's signing key: not in any db until the orchestrator enrolls its certificate.
+        service: await pair('service', `uki-on-demand lab ${ns} service signing key`),
+      };
+    })());
+    const serviceSigning = opts.secureBootServers.length ? (await labSecureBootKeys()).service : undefined;
     const serviceUrl = `http://${SUBNET.gateway}:${SERVICE_PORT}`;
     const serviceTlsUrl = `https://${SUBNET.gateway}:${SERVICE_TLS_PORT}`;
     const serviceLog = join(opts.stateDir, 'service.log');
@@ -134,6 +154,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       '--trusted-cidrs', `${SUBNET.gateway}/32,127.0.0.0/8`,
       '--data-dir', join(opts.stateDir, 'service-data'), '--base-artifacts', join(opts.repo, 'base-artifacts/out'),
       '--log-level', opts.serviceLogLevel,
+      ...(serviceSigning ? ['--secure-boot-key', serviceSigning.key, '--secure-boot-cert', serviceSigning.cert] : []),
     ], serviceLog);
 
     const servers: LabServer[] = [];
@@ -141,6 +162,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       mkdirSync(p.dir, { recursive: true });
       const password = randomBytes(9).toString('base64url');
       const { profile, systemId } = setUpProfile(opts.profiles[p.name] ?? 'standard');
+      const secureBoot = opts.secureBootServers.includes(p.name) ? await labSecureBootKeys() : undefined;
       const cfg: BmcConfig = {
         listen: `${p.bmcAddress}:443`,
         username: 'admin',
@@ -160,7 +182,8 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
           memoryMiB: opts.memoryMiB,
           cpus: opts.cpus,
           accel: opts.accel,
-          firmwareCode: '/usr/share/OVMF/OVMF_CODE_4M.fd',
+          firmwareCode: secureBoot ? SECURE_BOOT_CODE : FIRMWARE_CODE,
+          ...(secureBoot ? { secureBoot: { platformCert: secureBoot.platform.cert, dbCerts: [secureBoot.labDb.cert], enabled: true } } : {}),
           firmwareVarsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.fd',
           console: join(p.dir, 'console.log'),
           nics: p.macs.map((mac, i) => ({ mac, tap: p.taps[i]!, pciSlot: 3 + i })),
@@ -195,6 +218,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       serviceUrl,
       serviceTlsUrl,
       serviceCaCert: certs.ca,
+      ...(serviceSigning ? { serviceSecureBootCert: serviceSigning.cert } : {}),
       serviceLog,
       orchestratorAddress: SUBNET.gateway,
       network: {

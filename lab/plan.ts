@@ -16,6 +16,8 @@ export const SERVICE_TLS_PORT = 8443;
 // An ordinary web server with the OS images to provision (nginx: Range requests, like any image mirror).
 export const IMAGES_PORT = 8081;
 export const TARGET_IMAGE = 'target-debian12-amd64.qcow2';
+export const FIRMWARE_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+export const SECURE_BOOT_CODE = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd';
 
 export interface LabOptions {
   namespace: string;
@@ -36,6 +38,11 @@ export interface LabOptions {
    * (OVMF ignores a static address in the boot entry: lab/README.md), never their OSes.
    */
   staticServers: string[];
+  /**
+   * Servers whose firmware enforces Secure Boot (OVMF's secboot build), with PK and KEK of the lab's
+   * platform key and db holding only a key the lab made: the service's certificate must be enrolled.
+   */
+  secureBootServers: string[];
   /** BMC timing overrides (tests shorten or lengthen the quirk windows) */
   bmcTimings?: BmcConfig['timings'];
   /**
@@ -62,6 +69,7 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     quirks: {},
     profiles: {},
     staticServers: [],
+    secureBootServers: [],
     secondNic: 'data',
     vlan: 0,
     serviceLogLevel: 'debug',
@@ -122,5 +130,7 @@ export function preflight(opts: LabOptions): void {
     profileOf(profile);
   }
   for (const name of opts.staticServers) serverName('static-servers', name);
+  for (const name of opts.secureBootServers) serverName('secure-boot', name);
+  if (opts.secureBootServers.length && !existsSync(SECURE_BOOT_CODE)) throw new Error(`${SECURE_BOOT_CODE} is missing: install the ovmf package (make deps)`);
 }
 

@@ -101,7 +101,7 @@ export async function startService(
   const policy = new AccessPolicy(config.trustedCidrs);
   const artifacts = new ArtifactServer({ registry, metrics, policy, logger });
   const deps = {
-    registry, checkins, metrics, policy, artifacts, logger,
+    registry, checkins, metrics, policy, artifacts, logger, signer,
     urls: new PublicUrls({ publicUrl: config.publicUrl, publicTlsUrl: config.publicTlsUrl, tls: config.tlsListen !== null }),
     maxBodyBytes: config.maxBodyBytes,
     maxFiles: config.maxFiles,

@@ -13,9 +13,12 @@ import { frameworkError, installErrorHandling } from './errors.js';
 import { buildRoutes } from './routes/builds.js';
 import { checkinRoutes } from './routes/checkins.js';
 import { systemRoutes } from './routes/system.js';
+import type { SecureBootSigner } from '../image/secure-boot.js';
 import type { PublicUrls } from './urls.js';
 
 export interface AppDeps {
+  /** Signs builds for Secure Boot, when the service was given a key. */
+  signer?: SecureBootSigner | null;
   registry: BuildRegistry;
   checkins: CheckinRegistry;
   metrics: Metrics;

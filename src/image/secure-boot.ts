@@ -63,6 +63,12 @@ export class SecureBootSigner {
     }
   }
 
+  /** The certificate (PEM) and its fingerprint: what servers enroll in db. */
+  async certificate(): Promise<{ certificate: string; certSha256: string; subject: string }> {
+    const pem = new X509Certificate(await readFile(this.certPath)).toString();
+    return { certificate: pem, certSha256: this.certFingerprint, subject: this.certSubject };
+  }
+
   /** What may be shown: the certificate, never the key. */
   toJSON(): { certSha256: string; subject: string } {
     return { certSha256: this.certFingerprint, subject: this.certSubject };

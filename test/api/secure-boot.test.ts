@@ -10,6 +10,10 @@ import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { secureBootKeyPair } from '../support/secure-boot.js';
 import { api, tinyRequest, waitForBuild } from '../support/service.js';
 import { serviceTempDir, spawnService, startService, stopAllServices } from '../support/service-process.mjs';
+import { checkEveryResponse } from '../support/openapi.js';
+
+// Every response this file receives must be described by openapi.yaml.
+checkEveryResponse();
 
 requireBaseArtifacts('vmlinuz-amd64', 'initramfs-tiny-amd64.img');
 for (const tool of ['sbsign', 'sbverify']) {
@@ -58,6 +62,12 @@ describe('start-up refuses a key it cannot sign with, in one line', () => {
   });
 });
 
+test('a service that does not sign says so at /api/v1/secure-boot', async () => {
+  const svc = await startService();
+  const r = await api(`${svc.url}/api/v1/secure-boot`);
+  expect([r.status, r.body.message]).toEqual([404, 'this service does not sign its builds: start it with --secure-boot-key and --secure-boot-cert']);
+});
+
 describe('signed builds', () => {
   test('the UKI verifies against the certificate only; the ISO carries it; a new certificate is a new build; the key is nowhere', { timeout: 180_000 }, async () => {
     const svc = await startService({ args: ['--secure-boot-key', ours.key, '--secure-boot-cert', ours.cert] });
@@ -102,6 +112,13 @@ describe('signed builds', () => {
       for (const line of body) expect(text.includes(line), `${file} holds a line of the key`).toBe(false);
     }
     for (const line of body) expect(svc.logs()).not.toContain(line);
+
+    // The certificate to enroll, from the API: the file's, with its fingerprint.
+    const published = await api(`${svc.url}/api/v1/secure-boot`);
+    expect(published.status).toBe(200);
+    expect(published.body.certificate).toBe(fs.readFileSync(ours.cert, 'utf8'));
+    const fingerprint = execFileSync('openssl', ['x509', '-in', ours.cert, '-noout', '-fingerprint', '-sha256']).toString().split('=')[1]!.trim().replace(/:/g, '').toLowerCase();
+    expect(published.body.certSha256).toBe(fingerprint);
 
     // Another certificate: the same request is another build.
     await svc.stop();

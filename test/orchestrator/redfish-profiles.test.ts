@@ -3,10 +3,14 @@
 // on loopback over HTTPS, each module run by `ansible localhost -m`. Each test names the behaviour it
 // covers and fails when the orchestrator's handling of it is taken out; what the BMC answered is read
 // from its own response log, what the server would boot from the machine's boot plan.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Quirk } from '../../lab/bmc/machine/quirks.js';
+import { SecureBootSetup } from '../../lab/bmc/machine/secure-boot.js';
+import { secureBootKeyPair } from '../support/secure-boot.js';
+import { tempDir } from '../support/service.js';
 import { buildRedfishApp } from '../../lab/bmc/redfish/app.js';
 import { setUpProfile } from '../../lab/bmc/redfish/profile-setup.js';
 import type { Inventory } from '../../lab/bmc/redfish/resources.js';
@@ -26,9 +30,10 @@ afterEach(async () => {
 });
 
 /** A BMC of this profile on 127.0.0.1 over HTTPS, and the log of what it answered. */
-async function profiled(name: string, quirks: Quirk[] = []) {
+async function profiled(name: string, quirks: Quirk[] = [], secureBoot?: SecureBootSetup) {
   const setup = setUpProfile(name, quirks);
-  const m = makeMachine(setup.profile.quirks, { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 1_500, postMs: 200, onRefusedMs: 2_000, resetGapMs: 2_000 }, setup.capabilities());
+  const m = makeMachine(setup.profile.quirks, { powerOnDelayMs: 20, powerCycleOffMs: 20, ejectLagMs: 1_500, postMs: 200, onRefusedMs: 2_000, resetGapMs: 2_000 },
+    { ...setup.capabilities(), ...(secureBoot ? { secureBoot } : {}) });
   const inventory: Inventory = {
     systemId: setup.systemId ?? 'srv1', name: 'server-1', uuid: '0b9c3a52-7c38-4c1e-9a55-0e5f1f6c1a01', serialNumber: 'LAB0001', memoryMiB: 2048, cpus: 2,
     nics: [{ mac: '52:54:00:00:01:01' }], disks: [{ kind: 'nvme', serial: 'NVME1SER', sizeGiB: 4 }],
@@ -246,6 +251,51 @@ describe('documented behaviours of other BMCs, on the standard BMC', { timeout: 
     expect(r.msg).toMatch(/^Insert the media: HTTP 400 iLO\.2\.14\.LicenseKeyRequired: A license key is required/);
     expect(b.answers.filter((a) => a.url.endsWith('VirtualMedia.InsertMedia')).map((a) => a.status)).toEqual([400]);
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
+describe('Secure Boot through Redfish (redfish_secure_boot)', { timeout: 120_000 }, () => {
+  const keys = tempDir('contract-sb');
+  const pem = (name: string) => readFileSync(secureBootKeyPair(keys, name).cert, 'utf8');
+  const platform = pem('platform');
+  const labDb = pem('lab-db');
+  const service = pem('service');
+  const firmware = (enabled: boolean) => new SecureBootSetup({ pk: platform, kek: [platform] }, [labDb], enabled);
+
+  test('Dell: the certificate enrolled once (POST to db), the switch turned on, and the state found returned', async () => {
+    const sb = firmware(false);
+    const b = await profiled('dell', [], sb);
+    const r = await module('redfish_secure_boot', b.host, { certificate: service, enabled: true });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(r).toMatchObject({ changed: true, enrolled: true, found: { enabled: false, current_boot: 'Disabled' } });
+    expect(sb.certificates().map((c) => c.pem.trim())).toEqual([labDb.trim(), service.trim()]);
+    expect(sb.enabled).toBe(true);
+    const again = await module('redfish_secure_boot', b.host, { certificate: service, enabled: true });
+    expect(again).toMatchObject({ changed: false, enrolled: false, found: { enabled: true } });
+    expect(b.answers.filter((a) => a.method === 'POST' && a.url.endsWith('/db/Certificates')).map((a) => a.status)).toEqual([201]);
+    const info = await module('redfish_info', b.host, {});
+    expect(info.secure_boot).toEqual({ enabled: true, current_boot: 'Disabled', mode: 'DeployedMode' });
+  });
+
+  test('HPE: no SecureBootDatabases, so it stops saying how to enroll by hand; then only the switch', async () => {
+    const sb = firmware(false);
+    const b = await profiled('hpe', [], sb);
+    const r = await module('redfish_secure_boot', b.host, { certificate: service, enabled: true });
+    expect(r.failed).toBe(true);
+    expect(r.msg).toMatch(/offers no SecureBootDatabases .*enroll the certificate with SHA-256 [0-9a-f]{64} in db by hand/);
+    expect(sb.enabled).toBe(false);
+    const byHand = await module('redfish_secure_boot', b.host, { certificate: service, certificate_enrolled_by_hand: true, enabled: true });
+    expect(byHand.failed, byHand.msg).toBeFalsy();
+    expect(sb.enabled).toBe(true);
+    // iLO's If-Match rule holds here too: the weak ETag refused, the strong one taken.
+    expect(b.answers.filter((a) => a.method === 'PATCH').map((a) => a.status)).toEqual([412, 204]);
+  });
+
+  test('a BMC without a SecureBoot resource: the message says what to do', async () => {
+    const b = await profiled('standard');
+    const r = await module('redfish_secure_boot', b.host, { enabled: true });
+    expect(r.failed).toBe(true);
+    expect(r.msg).toMatch(/^Read Secure Boot: this BMC has no Redfish SecureBoot resource/);
   });
 });
 

@@ -5,7 +5,9 @@
 # after an eject, while busy) is retried here, once, for all modules.
 from __future__ import annotations
 
+import hashlib
 import os
+import ssl
 import time
 
 try:
@@ -247,6 +249,8 @@ class Bmc:
             "boot_enabled_values": boot.get("BootSourceOverrideEnabled@Redfish.AllowableValues") or ["Disabled", "Once", "Continuous"],
             "http_boot_uri_supported": "HttpBootUri" in boot,
             "http_boot_route": route,
+            # Secure Boot as the BMC reports it (None: the BMC has no SecureBoot resource).
+            "secure_boot": SecureBoot(self).state() if (self.system.json.get("SecureBoot") or {}).get("@odata.id") else None,
             "cd_slot": slot["path"] if slot else None,
         }
 
@@ -404,6 +408,57 @@ class Bmc:
             raise RedfishError("Set HttpBootUri", "this BMC has no Boot.HttpBootUri: use boot_method cd")
         self.change("Set HttpBootUri", lambda: self.root._conn.patch(self.system.path, data={"Boot": {"HttpBootUri": uri}},
                                                                       etag=self.refresh()._get_etag()))
+
+
+class SecureBoot:
+    """A System's Secure Boot through Redfish: the switch, and db's certificates where the BMC offers
+    SecureBootDatabases (Dell iDRAC; HPE iLO and Lenovo XCC do not)."""
+
+    def __init__(self, bmc):
+        self.bmc = bmc
+        link = (bmc.refresh().json.get("SecureBoot") or {}).get("@odata.id")
+        if not link:
+            raise RedfishError("Read Secure Boot", "this BMC has no Redfish SecureBoot resource: turn Secure Boot on in the "
+                               "server's firmware setup and enroll the certificate by hand, or use secure_boot: as-is")
+        self.path = link
+
+    def state(self):
+        sb = self.bmc._get(self.path)
+        return {"enabled": bool(sb.get("SecureBootEnable")), "current_boot": sb.get("SecureBootCurrentBoot"),
+                "mode": sb.get("SecureBootMode")}
+
+    def certificates_path(self):
+        databases = (self.bmc._get(self.path).get("SecureBootDatabases") or {}).get("@odata.id")
+        if not databases:
+            return None
+        for member in self.bmc._get(databases).get("Members") or []:
+            db = self.bmc._get(member["@odata.id"])
+            if db.get("DatabaseId", db.get("Id")) == "db":
+                return (db.get("Certificates") or {}).get("@odata.id")
+        return None
+
+    def enrolled(self, certificates, fingerprint):
+        for member in self.bmc._get(certificates).get("Members") or []:
+            cert = self.bmc._get(member["@odata.id"])
+            if cert.get("CertificateType", "PEM") == "PEM" and cert.get("CertificateString") \
+                    and pem_fingerprint(cert["CertificateString"]) == fingerprint:
+                return True
+        return False
+
+    def enroll(self, certificates, pem):
+        self.bmc.change("Enroll the certificate in db",
+                        lambda: self.bmc.root._conn.post(certificates, data={"CertificateString": pem, "CertificateType": "PEM"}))
+
+    def set_enabled(self, enabled):
+        def patch():
+            etag = self.bmc.root._conn.get(self.path).headers.get("ETag")
+            self.bmc.root._conn.patch(self.path, data={"SecureBootEnable": enabled}, etag=etag)
+        self.bmc.change("Set SecureBootEnable", patch)
+
+
+def pem_fingerprint(pem):
+    """SHA-256 of a PEM certificate's DER, lower-case hex (what the service publishes as certSha256)."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.strip() + "\n")).hexdigest()
 
 
 def run(module, action):

@@ -31,6 +31,7 @@ reset_types: {description: ResetType values the BMC allows, returned: success, t
 boot_targets: {description: allowed BootSourceOverrideTarget values, returned: success, type: list}
 http_boot_uri_supported: {description: whether Boot.HttpBootUri exists, returned: success, type: bool}
 http_boot_route: {description: "how an HTTP boot URI is set: HttpBootUri, bios-dell, bios-hpe, or null (not at all)", returned: success, type: str}
+secure_boot: {description: "SecureBootEnable (enabled), SecureBootCurrentBoot (current_boot), SecureBootMode (mode); null without a SecureBoot resource", returned: success, type: dict}
 boot_enabled_values: {description: the BootSourceOverrideEnabled values the BMC allows, returned: success, type: list}
 cd_slot: {description: path of the virtual media slot used for the CD (null when none), returned: success, type: str}
 status: {description: the BMC's last HTTP status, returned: always, type: raw}
