@@ -291,6 +291,18 @@ describe('Secure Boot through Redfish (redfish_secure_boot)', { timeout: 120_000
     expect(b.answers.filter((a) => a.method === 'PATCH').map((a) => a.status)).toEqual([412, 204]);
   });
 
+  test('the give-back sets Secure Boot back as found; without secure_boot_enabled it is left alone', async () => {
+    const sb = firmware(true);
+    const b = await profiled('dell', [], sb);
+    const keep = await module('redfish_release', b.host, { graceful_timeout: 0 });
+    expect(keep.failed, keep.msg).toBeFalsy();
+    expect(sb.enabled).toBe(true);
+    const r = await module('redfish_release', b.host, { graceful_timeout: 0, secure_boot_enabled: false });
+    expect(r.failed, r.msg).toBeFalsy();
+    expect(r.done).toContain('set Secure Boot back as found');
+    expect(sb.enabled).toBe(false);
+  });
+
   test('a BMC without a SecureBoot resource: the message says what to do', async () => {
     const b = await profiled('standard');
     const r = await module('redfish_secure_boot', b.host, { enabled: true });

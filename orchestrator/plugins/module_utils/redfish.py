@@ -501,8 +501,15 @@ def clear_override(bmc):
             raise RedfishError("Clear the boot override", "Disabled: %s; None with Once: %s" % (disabled, none), none.status)
 
 
-def give_back(bmc, graceful_timeout, power_timeout, eject_timeout):
-    """Empties the CD, clears the boot override (and HttpBootUri) and powers the server off.
+def restore_secure_boot(bmc, enabled):
+    sb = SecureBoot(bmc)
+    if sb.state()["enabled"] != enabled:
+        sb.set_enabled(enabled)
+
+
+def give_back(bmc, graceful_timeout, power_timeout, eject_timeout, secure_boot_enabled=None):
+    """Empties the CD, clears the boot override (and HttpBootUri), sets Secure Boot back as found
+    (`secure_boot_enabled`, when this run changed it) and powers the server off.
 
     Media and override go first: should the power-off fail, the server still cannot boot this run's
     image again. Each step is tried even when an earlier one failed; returns (done, problems): the
@@ -521,5 +528,7 @@ def give_back(bmc, graceful_timeout, power_timeout, eject_timeout):
     step("clear the boot override", lambda: clear_override(bmc))
     if (bmc.refresh().json.get("Boot") or {}).get("HttpBootUri"):
         step("clear HttpBootUri", lambda: bmc.set_http_boot_uri(""))
+    if secure_boot_enabled is not None:
+        step("set Secure Boot back as found", lambda: restore_secure_boot(bmc, secure_boot_enabled))
     step("power off", lambda: bmc.power_off(graceful_timeout, power_timeout))
     return done, problems

@@ -12,6 +12,7 @@ description:
     answer and the state left behind, so that it does not turn the workflow's result into a failure.
 extends_documentation_fragment: [uki_on_demand.baremetal.bmc]
 options:
+  secure_boot_enabled: {description: SecureBootEnable to set back (as the run found it); omitted, Secure Boot is left alone, type: bool}
   graceful_timeout: {description: seconds GracefulShutdown gets, type: int, default: 60}
   power_timeout: {description: seconds to reach Off, type: int, default: 180}
   eject_timeout: {description: seconds until the ejected slot must read empty, type: int, default: 60}
@@ -46,11 +47,12 @@ def main():
                                               graceful_timeout=dict(type="int", default=60),
                                               power_timeout=dict(type="int", default=180),
                                               eject_timeout=dict(type="int", default=60),
-                                              fail_on_incomplete=dict(type="bool", default=True)))
+                                              fail_on_incomplete=dict(type="bool", default=True),
+                                              secure_boot_enabled=dict(type="bool")))
     p = module.params
 
     def act(bmc):
-        done, problems = give_back(bmc, p["graceful_timeout"], p["power_timeout"], p["eject_timeout"])
+        done, problems = give_back(bmc, p["graceful_timeout"], p["power_timeout"], p["eject_timeout"], p["secure_boot_enabled"])
         if problems and p["fail_on_incomplete"]:
             raise RedfishError("Give the BMC back", "; ".join(problems), bmc.last_status)
         for problem in problems:

@@ -109,3 +109,16 @@ def test_a_refusal_that_asks_for_transfer_protocol_type():
     other.body["@Message.ExtendedInfo"][0]["RelatedProperties"] = ["#/Image"]
     assert not redfish.needs_transfer_protocol(other)
     assert not redfish.needs_transfer_protocol(ValueError("no body"))
+
+
+def test_pem_fingerprint_is_the_certificates_sha256(tmp_path):
+    # What the service publishes as certSha256 and what openssl prints for the same certificate.
+    import subprocess
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    openssl = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"],
+                             check=True, capture_output=True, text=True).stdout.split("=")[1].strip()
+    assert redfish.pem_fingerprint(cert.read_text()) == openssl.replace(":", "").lower()
+    with pytest.raises(ValueError):
+        redfish.pem_fingerprint("not a certificate")
