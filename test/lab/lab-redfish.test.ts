@@ -113,19 +113,19 @@ describe('lab: Redfish contract and quirk profiles', { timeout: 120_000 }, () =>
   });
 
   test('quirk iso-only: image URLs must end in .iso', async () => {
-    const r = await quirky.insert(ukiUrl, '/redfish/v1/Managers/BMC/VirtualMedia');
+    const r = await quirky.insert(ukiUrl, '/redfish/v1/Managers/BMC/VirtualMedia/Cd');
     expect(r.status).toBe(400);
     expect(r.json<any>().error.message).toMatch(/\.iso/);
   });
 
   test('quirk eject-lag: the slot reports the image for a few seconds after EjectMedia, and inserting then fails', async () => {
-    const mv = '/redfish/v1/Managers/BMC/VirtualMedia';
+    const mv = '/redfish/v1/Managers/BMC/VirtualMedia/Cd';
     expect((await quirky.insert(isoUrl, mv)).status).toBe(204);
     expect((await quirky.eject(mv)).status).toBe(204);
-    expect(await quirky.get(`${mv}/Cd`)).toMatchObject({ Inserted: true, Image: isoUrl });
+    expect(await quirky.get(mv)).toMatchObject({ Inserted: true, Image: isoUrl });
     expect((await quirky.insert(isoUrl, mv)).status).toBe(409);
     await new Promise((r) => setTimeout(r, 4_500));
-    expect(await quirky.get(`${mv}/Cd`)).toMatchObject({ Inserted: false, Image: null });
+    expect(await quirky.get(mv)).toMatchObject({ Inserted: false, Image: null });
     expect((await quirky.insert(isoUrl, mv)).status).toBe(204);
     expect((await quirky.eject(mv)).status).toBe(204);
     await new Promise((r) => setTimeout(r, 4_500));
@@ -137,7 +137,7 @@ describe('lab: Redfish contract and quirk profiles', { timeout: 120_000 }, () =>
     const r = await quirky.setBoot({ BootSourceOverrideTarget: 'Hdd', BootSourceOverrideEnabled: 'Once' });
     expect(r.status).toBe(400);
     expect(r.json<any>().error['@Message.ExtendedInfo'][0].MessageId).toMatch(/UnableToModifyDuringSystemPOST$/);
-    expect((await quirky.insert(isoUrl, '/redfish/v1/Managers/BMC/VirtualMedia')).status).toBe(400);
+    expect((await quirky.insert(isoUrl, '/redfish/v1/Managers/BMC/VirtualMedia/Cd')).status).toBe(400);
     // After POST the same change goes through.
     await new Promise((r2) => setTimeout(r2, 12_500));
     expect((await quirky.setBoot({ BootSourceOverrideTarget: 'Hdd', BootSourceOverrideEnabled: 'Once' })).status).toBe(204);

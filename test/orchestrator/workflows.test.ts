@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import YAML from 'yaml';
 import { setLink } from '../../lab/links.js';
 import { ip } from '../../lab/netns.js';
 import { nsFetch } from '../../lab/ns-http.js';
@@ -56,8 +57,10 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     lab = await startLab({
       servers: 3,
       profiles: { server1: 'dell', server2: 'lenovo', server3: 'hpe' },
-      // server1 runs on a static address: DHCP answers its firmware's HTTP boot only.
+      // server1 runs on a static address: DHCP answers its firmware's HTTP boot only; its firmware has
+      // Secure Boot (PK of the lab, db without the service's key), which the provisioning enforces.
       staticServers: ['server1'],
+      secureBootServers: ['server1'],
       // Both NICs of each server on the provisioning bridge, and a tagged VLAN on it: the lab's
       // inventory provisions the others onto VLAN 100 over an active-backup bond of the two.
       secondNic: 'provisioning',
@@ -256,7 +259,13 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     try {
       // boot_method auto (the lab inventory's for server1; given here for both): the BIOS HTTP boot
       // route on the Dell BMC, the virtual CD on the Lenovo one, which has no HTTP boot at all.
-      run = await play('provision.yml', ['--limit', 'server1,server2', '-e', 'boot_method=auto', '-v'], 'provision', 1_500_000);
+      // secure_boot enforce on server1 only, whose Secure Boot is off as found.
+      expect((await bmc1.request('PATCH', `${bmc1.system}/SecureBoot`, { SecureBootEnable: false })).status).toBe(204);
+      const inventory = YAML.parse(fs.readFileSync(lab.d.inventory, 'utf8'));
+      inventory.all.children.servers.hosts.server1.secure_boot = 'enforce';
+      const enforcing = path.join(lab.d.stateDir, 'inventory-secure-boot.yml');
+      fs.writeFileSync(enforcing, YAML.stringify(inventory));
+      run = await runPlaybook(lab.ns, enforcing, 'provision.yml', ['--limit', 'server1,server2', '-e', 'boot_method=auto', '-v'], { timeoutMs: 1_500_000, log: path.join(LOGS, 'provision.log') });
     } finally {
       playbookDone = true;
       await watcher.catch(() => {});
@@ -297,6 +306,18 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     const addr1 = await nsExec(lab.ns, [...sshArgs, `root@${address1}`, 'ip -o -4 addr show scope global']);
     expect(addr1).toMatch(new RegExp(`inet ${address1.replace(/\./g, '\\.')}/24 `));
     expect(addr1).not.toMatch(/dynamic/);
+
+    // secure_boot enforce on server1: the service's certificate was enrolled in db through Redfish,
+    // the ephemeral OS booted with Secure Boot on (the playbook checked the BMC's and the OS's word),
+    // and the installed OS booted with it back off, as found.
+    const dbCerts = await bmc1.get(`${bmc1.system}/SecureBoot/SecureBootDatabases/db/Certificates`);
+    expect(dbCerts['Members@odata.count']).toBe(2);
+    expect(bmcRequests(bmc1, from[0]!).filter((r) => r.method === 'POST' && r.url.endsWith('/db/Certificates')).map((r) => r.status)).toEqual([201]);
+    const sbBoots = eventsSince(bmc1, from[0]!, 'power on').map((e) => (e.secureBoot as { enabled: boolean }).enabled);
+    expect(sbBoots[0]).toBe(true);
+    expect(sbBoots.at(-1)).toBe(false);
+    expect(run.output).toMatch(/Check that the image booted with Secure Boot on[\s\S]*?ok: \[server1/);
+    expect(await bmc1.get(`${bmc1.system}/SecureBoot`)).toMatchObject({ SecureBootEnable: false });
 
     // server2 (Lenovo): the media went into its first usable slot by PATCH; every override was Once
     // (it allows nothing longer), set again for the disk boot.
