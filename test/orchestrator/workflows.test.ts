@@ -5,7 +5,8 @@
 // Manager's slot 2 with TLS and an impostor on the network, and a provisioning of the Dell server (UEFI
 // HTTP boot through its BIOS settings, on a static address without DHCP for its OSes, PowerCycle) and
 // the Lenovo one (virtual CD by PATCH, Once-only overrides, ForceOff and On, a bond and VLAN 100) in
-// one run, past an impostor on the address. Results come from each run's event file; each workflow's
+// one run, past an impostor on the address; the Dell one with secure_boot enforce (the service's
+// certificate enrolled in db through Redfish, the ephemeral OS booted with Secure Boot on). Results come from each run's event file; each workflow's
 // phases (wall, waiting, the orchestrator's own time) go to test-results/orchestrator/phases.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -218,7 +219,7 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     phaseTimes.inspection = { total: run.seconds, phases: timings(run, 'server3') };
   });
 
-  test('provisioning of the Dell server by UEFI HTTP boot through its BIOS on a static untagged address, and of the Lenovo server by virtual CD onto VLAN 100 over an active-backup bond past an impostor on the address: both OSes on the IPAM address, the installed one from the requested disk, with the run\'s identity, and on through a pulled cable', async () => {
+  test('provisioning of the Dell server by UEFI HTTP boot through its BIOS on a static untagged address with Secure Boot enforced, and of the Lenovo server by virtual CD onto VLAN 100 over an active-backup bond past an impostor on the address: both OSes on the IPAM address, the installed one from the requested disk, with the run\'s identity, and on through a pulled cable', async () => {
     const server = lab.d.servers[1]!;
     // The addresses, computed here independently of Ansible (the design's IPAM): server2 in the VLAN's
     // 198.51.100.128/25, server1 in the untagged 192.0.2.0/24.
