@@ -60,12 +60,6 @@ export class FirmwareSetup {
     this.committed ||= commit || !this.needsCommit;
   }
 
-  /** Drops the pending set (a vendor's ClearPending). */
-  clearPending(): void {
-    this.pending = {};
-    this.committed = false;
-  }
-
   /** At power-on: a committed pending set becomes current; returns the names applied. */
   applyPending(): string[] {
     if (!this.committed) return [];

@@ -2,7 +2,7 @@
 // a server's owner enrolls them once. Written offline into the store (the firmware checks signatures
 // on SetVariable at run time, not on what its flash already holds), like virt-firmware does.
 import { X509Certificate } from 'node:crypto';
-import { EFI_GLOBAL_VARIABLE, readVariables, setVariables } from './nvram.js';
+import { EFI_GLOBAL_VARIABLE, setVariables } from './nvram.js';
 
 export const EFI_IMAGE_SECURITY_DATABASE = 'd719b2cb-3d3a-4596-a3bc-dad00e67656f';
 const EFI_CERT_X509 = 'a5c059a1-94e4-4aa7-87b5-ab155c2bf072';
@@ -52,11 +52,4 @@ export async function enrollSecureBootKeys(varsFile: string, keys: SecureBootKey
     { name: 'PK', guid: EFI_GLOBAL_VARIABLE, attributes: AUTHENTICATED, data: x509SignatureLists([keys.pk]) },
     { name: 'SecureBootEnable', guid: SECURE_BOOT_ENABLE_DISABLE, attributes: NV_BS, data: Buffer.from([enabled ? 1 : 0]) },
   ]);
-}
-
-/** Adds certificates to db (what a BMC's SecureBootDatabases/db/Certificates POST leads to). */
-export async function appendToDb(varsFile: string, pems: string[]): Promise<void> {
-  const current = (await readVariables(varsFile)).find((v) => v.name === 'db' && v.guid === EFI_IMAGE_SECURITY_DATABASE);
-  const data = Buffer.concat([current?.data ?? Buffer.alloc(0), x509SignatureLists(pems)]);
-  await setVariables(varsFile, [{ name: 'db', guid: EFI_IMAGE_SECURITY_DATABASE, attributes: AUTHENTICATED, data }]);
 }
