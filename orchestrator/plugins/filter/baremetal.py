@@ -13,10 +13,12 @@ description:
   - network_config(address, subnet, gateway, dns, mac, bond_macs, bond_mode, vlan) - the Netplan v2 dict.
   - target_disk(hw_inventory, serial, wwn) - the inventory entry of the one matching disk.
   - nocloud_yaml(data, cloud_config=false) - the text of a NoCloud seed file (user-data with its header).
+  - pinned_ssh_args(known_hosts) - the SSH options that trust only the run's pinned host key, as one string
+    (ansible_ssh_common_args).
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import disks, ipam, network_config as netcfg, nocloud
+from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import disks, find_server, ipam, network_config as netcfg, nocloud
 
 
 def _wrap(function, errors):
@@ -48,4 +50,5 @@ class FilterModule:
             "network_config": _wrap(netcfg.network_config, (netcfg.NetworkConfigError, ValueError)),
             "target_disk": _wrap(disks.select_disk, disks.DiskChoiceError),
             "nocloud_yaml": nocloud.nocloud_yaml,
+            "pinned_ssh_args": lambda known_hosts: " ".join(find_server.pinned_ssh_options(known_hosts)),
         }

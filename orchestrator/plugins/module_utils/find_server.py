@@ -12,8 +12,9 @@ import urllib.request
 INSTANCE_ID_FILE = "/var/lib/cloud/data/instance-id"
 
 
-def ssh_options(known_hosts, private_key, connect_timeout=10):
-    """The options every SSH to this run's server uses: only the pinned key is trusted."""
+def pinned_ssh_options(known_hosts, connect_timeout=10):
+    """The options every SSH to this run's server uses, the probe here and Ansible's connection
+    alike: only the run's pinned ed25519 host key is trusted, and nothing asks a question."""
     return [
         "-o", "UserKnownHostsFile=%s" % known_hosts,
         "-o", "StrictHostKeyChecking=yes",
@@ -21,8 +22,11 @@ def ssh_options(known_hosts, private_key, connect_timeout=10):
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=%d" % connect_timeout,
-        "-i", private_key,
     ]
+
+
+def ssh_options(known_hosts, private_key, connect_timeout=10):
+    return pinned_ssh_options(known_hosts, connect_timeout) + ["-i", private_key]
 
 
 def probe(address, instance_id, known_hosts, private_key, user="root", run=subprocess.run):

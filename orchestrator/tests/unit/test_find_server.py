@@ -88,3 +88,11 @@ def test_probe_pins_the_key_strictly():
     for option in ("UserKnownHostsFile=/run/known_hosts", "StrictHostKeyChecking=yes", "GlobalKnownHostsFile=/dev/null", "BatchMode=yes"):
         assert option in argv
     assert seen["argv"][-3:] == ["root@192.0.2.77", "cat", "/var/lib/cloud/data/instance-id"]
+
+
+def test_ansible_connections_pin_the_key_as_the_probe_does():
+    # ansible_ssh_common_args (playbooks/vars/inventory.yml) comes from the same list as the probe's.
+    from ansible_collections.uki_on_demand.baremetal.plugins.filter.baremetal import FilterModule
+    args = FilterModule().filters()["pinned_ssh_args"]("/run/known_hosts").split()
+    assert args == fs.ssh_options("/run/known_hosts", "/k")[:-2]
+    assert "HostKeyAlgorithms=ssh-ed25519" in args
