@@ -48,8 +48,22 @@ beforeAll(async () => {
   port = (server.address() as AddressInfo).port;
 });
 
+/** `timeout` and QEMU under it: the whole process group, so no QEMU outlives its boot. */
+async function killQemu(): Promise<void> {
+  const p = qemu;
+  if (!p || p.pid === undefined) return;
+  const exited = p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once('exit', r));
+  try {
+    process.kill(-p.pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  await exited;
+  qemu = undefined;
+}
+
 afterAll(async () => {
-  qemu?.kill('SIGKILL');
+  await killQemu();
   await new Promise<void>((r) => server.close(() => r()));
 });
 
@@ -77,7 +91,7 @@ async function boot(vars: string, name: string, cdrom?: string): Promise<'booted
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
     ...(cdrom
       ? ['-drive', `file=${cdrom},media=cdrom,if=none,id=cd,readonly=on`, '-device', 'ide-cd,drive=cd,bootindex=0']
-      : ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=,addr=0x3'])], { stdio: 'ignore' });
+      : ['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=,addr=0x3'])], { stdio: 'ignore', detached: true });
   const started = Date.now();
   try {
     for (;;) {
@@ -88,8 +102,7 @@ async function boot(vars: string, name: string, cdrom?: string): Promise<'booted
       await new Promise((r) => setTimeout(r, 500));
     }
   } finally {
-    qemu.kill('SIGKILL');
-    await new Promise((r) => qemu!.once('exit', r).exitCode !== null && r(undefined));
+    await killQemu();
   }
 }
 
