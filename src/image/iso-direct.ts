@@ -7,12 +7,11 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Architecture } from './architecture.js';
 import { digestFile } from './file-digest.js';
-import { isoVolumeId } from './iso.js';
+// The GRUB ISOs' fixed date: identical inputs, identical images.
+import { isoVolumeId, SOURCE_DATE_EPOCH, toolEnv } from './iso.js';
 import type { WrittenFile } from './segments.js';
 import { archTools, COMMON_TOOLS, runTool } from './tools.js';
 
-const SOURCE_DATE_EPOCH = '946684800'; // the same fixed date as the GRUB ISOs: identical inputs, identical images
-const toolEnv = { SOURCE_DATE_EPOCH };
 /** Room in the FAT image beyond the UKI: FAT tables, directories, and rounding to whole MiB. */
 const FAT_MARGIN_BYTES = 2 * 1024 * 1024;
 export const DIRECT_ISO_EFI_IMAGE = '/efiboot.img';

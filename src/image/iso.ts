@@ -43,8 +43,8 @@ const ISO_PATHS = {
 const GRUB_MODULES = ['fat', 'iso9660', 'part_gpt', 'part_msdos', 'search', 'search_fs_file', 'chain', 'boot'];
 
 // Fixed timestamps make identical inputs give identical images (xorriso and mtools both honour it).
-const SOURCE_DATE_EPOCH = '946684800'; // 2000-01-01T00:00:00Z
-const toolEnv = { SOURCE_DATE_EPOCH };
+export const SOURCE_DATE_EPOCH = '946684800'; // 2000-01-01T00:00:00Z
+export const toolEnv = { SOURCE_DATE_EPOCH };
 
 // Recognisable and unlike any real UKI: the splice step finds the placeholder's extent by content.
 const PLACEHOLDER = Buffer.from('uki-on-demand placeholder for the UKI, replaced after xorriso has run\n'.repeat(29).slice(0, 2048));

@@ -2,28 +2,36 @@
 // recorded ones: body checks, Boot and VirtualMedia changes handed to the machine model, ETags, and
 // tasks for actions carried out later.
 import { createHash } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MachineError, type Machine } from '../machine/machine.js';
 import { errors, RedfishError } from './errors.js';
 
 export type Handler = (req: FastifyRequest) => Promise<unknown> | unknown;
 export const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'] as const;
 
-/** What a handler returns for an action the BMC carries out later: 202 with the task to watch. */
-/** What a handler returns for a resource it made: 201 with its Location and body. */
-export class Created {
+/** What a handler returns when the answer names another resource: its status, Location and body. */
+export abstract class Located {
+  abstract readonly status: 201 | 202;
   constructor(
     readonly location: string,
     readonly body: unknown,
   ) {}
+
+  send(reply: FastifyReply): FastifyReply {
+    return reply.code(this.status).header('location', this.location).header('content-type', 'application/json; charset=utf-8').send(this.body);
+  }
 }
 
-export class Accepted {
-  constructor(
-    readonly location: string,
-    readonly body: unknown,
-  ) {}
+/** A resource the handler made: 201. */
+export class Created extends Located {
+  readonly status = 201;
 }
+
+/** An action the BMC carries out later: 202 with the task to watch. */
+export class Accepted extends Located {
+  readonly status = 202;
+}
+
 export function found<T>(req: FastifyRequest, value: T | undefined): T {
   if (value === undefined) throw errors.notFound(req.url);
   return value;

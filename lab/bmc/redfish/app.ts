@@ -4,7 +4,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { MachineError, type Machine } from '../machine/machine.js';
-import { Accepted, Created, found, insertMedia, METHODS, objectBody, patchMedia, patchSystem, Tasks, etagOf, type Handler } from './actions.js';
+import { Accepted, Created, found, Located, insertMedia, METHODS, objectBody, patchMedia, patchSystem, Tasks, etagOf, type Handler } from './actions.js';
 import { errorBody, errors, fromMachineError, RedfishError } from './errors.js';
 import { KVM_MEDIA_ID, MEDIA_ID, Resources, STORAGE_ID, type Inventory } from './resources.js';
 import { registerRecordedRoutes } from './recorded.js';
@@ -115,8 +115,7 @@ export function buildRedfishApp(opts: RedfishOptions): FastifyInstance {
           void reply.header('odata-version', '4.0').header('allow', allow.join(', '));
           const body = await handler(req);
           if (body === undefined) return reply.code(204).send();
-          if (body instanceof Created) return reply.code(201).header('location', body.location).header('content-type', 'application/json; charset=utf-8').send(body.body);
-          if (body instanceof Accepted) return reply.code(202).header('location', body.location).header('content-type', 'application/json; charset=utf-8').send(body.body);
+          if (body instanceof Located) return body.send(reply);
           if (method === 'GET') {
             const etag = etagOf(body);
             // Set before the 304 too: a 304 carries the ETag a 200 would have (RFC 9110).

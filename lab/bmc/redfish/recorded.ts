@@ -8,7 +8,7 @@ import type { Machine } from '../machine/machine.js';
 import { RESET_TYPES, type ResetType } from '../machine/types.js';
 import type { BmcProfile } from '../profiles/profiles.js';
 import { dig, linkOf, pathKey, type Recording, type Resource } from '../profiles/recording.js';
-import { Accepted, Created, etagOf, insertMedia, METHODS, objectBody, patchMedia, type Handler, type Tasks } from './actions.js';
+import { Accepted, Created, etagOf, Located, insertMedia, METHODS, objectBody, patchMedia, type Handler, type Tasks } from './actions.js';
 import { errors, RedfishError } from './errors.js';
 import { certificateBody, certificatesBody, patchSecureBoot, postCertificate, secureBootBody } from './secure-boot.js';
 import { imageName, type Inventory } from './resources.js';
@@ -330,8 +330,7 @@ export function registerRecordedRoutes(app: FastifyInstance, o: RecordedOptions)
     if (!handler) throw errors.methodNotAllowed(req.method, req.url, allow);
     const result = await handler(req);
     if (result === undefined) return reply.code(204).send();
-    if (result instanceof Created) return reply.code(201).header('location', result.location).header('content-type', 'application/json; charset=utf-8').send(result.body);
-    if (result instanceof Accepted) return reply.code(202).header('location', result.location).header('content-type', 'application/json; charset=utf-8').send(result.body);
+    if (result instanceof Located) return result.send(reply);
     return reply.header('content-type', 'application/json; charset=utf-8').send(result);
   };
   app.route({ method: [...METHODS, 'HEAD'], url: '/redfish', handler: async (_req, reply) => reply.header('content-type', 'application/json; charset=utf-8').send({ v1: '/redfish/v1/' }) });
