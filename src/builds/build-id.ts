@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { canonicalJson, type NormalizedBuildRequest } from './request.js';
 
 /** Bump whenever the pipeline's output for the same inputs changes. */
-export const BUILDER_VERSION = 'uki-on-demand/1';
+export const BUILDER_VERSION = 'uki-on-demand/2';
 
 export const BUILD_ID = /^[0-9a-f]{64}$/;
 

@@ -8,7 +8,7 @@ import { ARTIFACT_FILES, ARTIFACT_KINDS, type ArtifactKind } from '../image/arti
 import { isAtomicTemp, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
 import { describeZodError } from '../validation/zod-message.js';
 import { BUILD_ID } from './build-id.js';
-import type { PipelineResult } from './pipeline.js';
+import type { BuildMeasurements, PipelineResult } from './pipeline.js';
 import { normalizedBuildRequestSchema, type NormalizedBuildRequest } from './request.js';
 
 const BUILD_STATES = ['pending', 'running', 'completed', 'failed'] as const;
@@ -30,6 +30,8 @@ export interface BuildRecord {
   request: NormalizedBuildRequest;
   bases: { kernelSha256: string; initramfsSha256: string };
   artifacts?: Record<ArtifactKind, PublishedArtifact>;
+  /** What the UKI is predicted to measure; builds recorded before predictions existed have none. */
+  measurements?: BuildMeasurements;
 }
 
 export interface StoredBuild {
@@ -73,6 +75,7 @@ const recordSchema: z.ZodType<BuildRecord> = z
     request: normalizedBuildRequestSchema,
     bases: z.strictObject({ kernelSha256: sha256, initramfsSha256: sha256 }),
     artifacts: z.strictObject({ uki: published('uki'), iso: published('iso') }).optional(),
+    measurements: z.strictObject({ pcr11: z.array(z.strictObject({ phase: z.string(), sha256 })).min(1) }).optional(),
   })
   .superRefine((r, ctx) => {
     if ((r.state === 'completed') !== (r.artifacts !== undefined)) {

@@ -6,6 +6,7 @@ import { ARTIFACT_FILES, assembleArtifacts, type ArtifactKind } from '../image/a
 import { buildOverlay, type OverlayFile } from '../image/overlay.js';
 import type { SecureBootSigner } from '../image/secure-boot.js';
 import { DEFAULT_UKI_WRITER, type UkiWriter } from '../image/uki.js';
+import { predictPcr11, type Pcr11Value } from '../image/pcr11.js';
 import type { NormalizedBuildRequest } from './request.js';
 import { BUILDER_VERSION } from './build-id.js';
 
@@ -24,7 +25,19 @@ export interface PipelineJob {
   signal: AbortSignal;
 }
 
-export type PipelineResult = Record<ArtifactKind, ProducedArtifact>;
+/**
+ * The boot phases after which PCR 11 is predicted: none (the stub's measurements alone), then the two
+ * that the ephemeral OS's systemd-pcrphase units extend (base-artifacts/ephemeral enables them; it has
+ * no initrd phase). Its checkin runs after "ready", so that is the value an inspection reads.
+ */
+export const PREDICTED_PHASES: string[][] = [[], ['sysinit'], ['sysinit', 'ready']];
+
+export interface BuildMeasurements {
+  /** TPM PCR 11, SHA-256 bank, per boot phase (pcr11.ts). */
+  pcr11: Pcr11Value[];
+}
+
+export type PipelineResult = Record<ArtifactKind, ProducedArtifact> & { measurements?: BuildMeasurements };
 
 export interface BuildPipeline {
   run(job: PipelineJob): Promise<PipelineResult>;
@@ -87,6 +100,7 @@ export class ImagePipeline implements BuildPipeline {
       workDir,
       signal,
       digest: true,
+      measure: true,
       ukiWriter: this.options.ukiWriter,
       ...(this.options.signer ? { signUki: (file: string, s?: AbortSignal) => this.options.signer!.signInPlace(file, s) } : {}),
       onIsoFallback: (reason) => this.options.logger?.warn({ buildId: job.id, reason: reason.message }, 'ISO built by copying the UKI through xorriso'),
@@ -96,7 +110,8 @@ export class ImagePipeline implements BuildPipeline {
       if (!w.sha256) throw new Error(`no digest was computed for ${path.basename(file)}`);
       return { path: file, size: w.bytes, sha256: w.sha256 };
     };
-    return { uki: produced(ukiPath, written.uki), iso: produced(isoPath, written.iso) };
+    const measurements = written.uki.measuredSections ? { pcr11: predictPcr11(written.uki.measuredSections, PREDICTED_PHASES) } : undefined;
+    return { uki: produced(ukiPath, written.uki), iso: produced(isoPath, written.iso), ...(measurements ? { measurements } : {}) };
   }
 }
 

@@ -215,7 +215,7 @@ export class BuildRegistry {
 
   /** Marks the build failed and issues its record's write; the promise settles when it is on disk (or logged as not). */
   private fail(entry: Entry, error: string): Promise<void> {
-    const { artifacts: _dropped, ...rest } = entry.record;
+    const { artifacts: _dropped, measurements: _unmeasured, ...rest } = entry.record;
     const failed: BuildRecord = { ...rest, state: 'failed', completedAt: new Date().toISOString(), error };
     entry.record = failed;
     entry.persisted = this.onDisk(failed.id, (store) => store.write(failed)).catch((err) =>
@@ -246,10 +246,10 @@ export class BuildRegistry {
 
     try {
       await entry.persisted;
-      const artifacts = await this.produce(running, signal);
+      const { artifacts, measurements } = await this.produce(running, signal);
       signal.throwIfAborted();
       // The bytes are durable and in place before the record says completed.
-      const completed: BuildRecord = { ...running, state: 'completed', completedAt: new Date().toISOString(), artifacts };
+      const completed: BuildRecord = { ...running, state: 'completed', completedAt: new Date().toISOString(), artifacts, ...(measurements ? { measurements } : {}) };
       await this.onDisk(id, (store) => store.write(completed));
       entry.record = completed;
       entry.persisted = Promise.resolve();
@@ -274,7 +274,7 @@ export class BuildRegistry {
   }
 
   /** Runs the pipeline in a work directory of its own and publishes what it made. */
-  private async produce(record: BuildRecord, signal: AbortSignal): Promise<Record<ArtifactKind, PublishedArtifact>> {
+  private async produce(record: BuildRecord, signal: AbortSignal): Promise<Pick<BuildRecord, 'artifacts' | 'measurements'>> {
     const { catalog, pipeline } = this.deps;
     const { id, request, bases } = record;
     const workDir = await this.store.createWorkDir(id);
@@ -288,7 +288,8 @@ export class BuildRegistry {
       }
       const produced = await pipeline.run({ id, request, kernelPath: kernel.path, initramfsPath: initramfs.path, workDir, signal });
       signal.throwIfAborted();
-      return await this.onDisk(id, (store) => store.publish(id, produced));
+      const artifacts = await this.onDisk(id, (store) => store.publish(id, produced));
+      return { artifacts, measurements: produced.measurements };
     } finally {
       // tmp/ is emptied at the next start in any case.
       await this.store.removeWorkDir(workDir).catch((err) => this.deps.logger.warn({ buildId: id, err }, 'cannot remove work directory'));

@@ -2,7 +2,7 @@
 // and template are prepared while the UKI is written), and the names they are published under.
 import { stat } from 'node:fs/promises';
 import { digestFile } from './file-digest.js';
-import { assembleUki, type UkiWriter } from './uki.js';
+import { assembleUki, type UkiWriter, type WrittenUki } from './uki.js';
 import type { WrittenFile } from './segments.js';
 import { buildDirectIso } from './iso-direct.js';
 import { prepareIso } from './iso.js';
@@ -45,6 +45,8 @@ export interface AssembleArtifactsOptions {
    * and overlay into the UKI; objcopy is given the initramfs as a file in `workDir`.
    */
   ukiWriter?: UkiWriter;
+  /** Also return the digests of the UKI's sections that systemd-stub measures (pcr11.ts). */
+  measure?: boolean;
   /** Called when the ISO could not be spliced and xorriso copied the UKI itself. */
   onIsoFallback?: (reason: Error) => void;
   /**
@@ -55,7 +57,7 @@ export interface AssembleArtifactsOptions {
 }
 
 export interface AssembledArtifacts {
-  uki: WrittenFile;
+  uki: WrittenUki;
   iso: WrittenFile;
 }
 
@@ -65,7 +67,7 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
   const isoPreparation = prepareIso({ arch, volumeId: opts.volumeId, workDir, signal, onFallback: opts.onIsoFallback });
   // Whatever happens to the UKI, the ISO's work files must not outlive this call.
   isoPreparation.catch(() => undefined);
-  let uki: WrittenFile;
+  let uki: WrittenUki;
   try {
     uki = await assembleUki({
       arch,
@@ -77,6 +79,7 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
       workDir,
       signal,
       digest: opts.digest,
+      measure: opts.measure,
       writer: opts.ukiWriter,
     });
   } catch (err) {
@@ -95,7 +98,7 @@ export async function assembleArtifacts(opts: AssembleArtifactsOptions): Promise
 /** A Secure Boot build: the UKI, signed, then the ISO whose EFI image is that UKI. */
 async function assembleSignedArtifacts(opts: AssembleArtifactsOptions, sign: (path: string, signal?: AbortSignal) => Promise<void>): Promise<AssembledArtifacts> {
   const { signal } = opts;
-  await assembleUki({
+  const { measuredSections } = await assembleUki({
     arch: opts.arch,
     kernelPath: opts.kernelPath,
     initrd: { basePath: opts.baseInitramfsPath, overlay: opts.overlay },
@@ -104,10 +107,13 @@ async function assembleSignedArtifacts(opts: AssembleArtifactsOptions, sign: (pa
     outPath: opts.ukiPath,
     workDir: opts.workDir,
     signal,
+    measure: opts.measure,
     writer: opts.ukiWriter,
   });
+  // The signature goes into the certificate table, which the stub does not measure: same PCR 11.
   await sign(opts.ukiPath, signal);
-  const uki = opts.digest ? await digestFile(opts.ukiPath) : { bytes: (await stat(opts.ukiPath)).size };
+  const written = opts.digest ? await digestFile(opts.ukiPath) : { bytes: (await stat(opts.ukiPath)).size };
+  const uki = measuredSections ? { ...written, measuredSections } : written;
   const iso = await buildDirectIso({ arch: opts.arch, ukiPath: opts.ukiPath, outPath: opts.isoPath, volumeId: opts.volumeId, workDir: opts.workDir, signal, digest: opts.digest });
   return { uki, iso };
 }

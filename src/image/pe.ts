@@ -275,6 +275,15 @@ export function resizeSection(head: Buffer, pe: PeImage, index: number, virtualS
   head.writeUInt32LE(imageSizeOf(sections, pe.sectionAlignment), pe.layout.optionalHeaderOffset + OPT.sizeOfImage);
 }
 
+/** Renames section `index` (at most 8 bytes, as the section table holds them). */
+export function renameSection(head: Buffer, pe: PeImage, index: number, name: string): void {
+  if (pe.sections[index] === undefined) throw new Error(`no section ${index}`);
+  if (Buffer.byteLength(name, 'latin1') > SECTION_NAME_SIZE) throw new Error(`section name ${name} is longer than ${SECTION_NAME_SIZE} bytes`);
+  const at = pe.layout.sectionTableOffset + index * SECTION_HEADER_SIZE + SECTION.name;
+  head.fill(0, at, at + SECTION_NAME_SIZE);
+  head.write(name, at, SECTION_NAME_SIZE, 'latin1');
+}
+
 export function setTimeDateStamp(head: Buffer, pe: PeImage, stamp: number): void {
   head.writeUInt32LE(stamp, pe.layout.peOffset + PE_SIGNATURE_SIZE + COFF.timeDateStamp);
 }

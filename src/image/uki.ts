@@ -1,10 +1,12 @@
-// Assembles a Unified Kernel Image: systemd-stub plus .osrel, .cmdline, .initrd and .linux sections,
+// Assembles a Unified Kernel Image: systemd-stub plus .sbat, .osrel, .cmdline, .initrd and .linux sections,
 // laid out here from the stub's own headers and written by one of two writers (UKI_WRITERS).
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestFile } from './file-digest.js';
 import { segmentLength, writeFileFromSegments, type Segment, type WrittenFile } from './segments.js';
 import { initramfsSegments } from './initramfs.js';
+import { mergeSbat, STUB_SBAT_RENAMED } from './sbat.js';
+import { digestSegments, STUB_MEASURED_SECTIONS, type MeasuredSection } from './pcr11.js';
 import {
   alignUp,
   appendSections,
@@ -12,6 +14,7 @@ import {
   editPeHeaders,
   hasHeaderRoom,
   readPe,
+  renameSection,
   resizeSection,
   SCN_CNT_CODE,
   SCN_CNT_INITIALIZED_DATA,
@@ -35,6 +38,7 @@ export interface UkiSectionPlan {
 }
 
 export interface UkiInputs {
+  sbat: number;
   osrel: number;
   cmdline: number;
   initrd: number;
@@ -62,6 +66,7 @@ export function planUkiSections(stub: PeImage, inputs: UkiInputs): UkiSectionPla
     stub.sizeOfImage,
   );
   const wanted: Array<[string, number, number]> = [
+    ['.sbat', inputs.sbat, inputs.sbat],
     ['.osrel', inputs.osrel, inputs.osrel],
     ['.cmdline', inputs.cmdline, inputs.cmdline],
     ['.initrd', inputs.initrd, inputs.initrd],
@@ -97,6 +102,12 @@ export interface AssembleUkiOptions {
   writer?: UkiWriter;
   /** Another systemd-stub than the packaged one (tests, custom builds). */
   stubPath?: string;
+  /** Also return the digests of the sections systemd-stub measures into PCR 11 (see pcr11.ts). */
+  measure?: boolean;
+}
+
+export interface WrittenUki extends WrittenFile {
+  measuredSections?: MeasuredSection[];
 }
 
 /**
@@ -110,7 +121,7 @@ export type UkiWriter = (typeof UKI_WRITERS)[number];
 // direct: one pass, several times faster, booted end to end on both architectures like objcopy's.
 export const DEFAULT_UKI_WRITER: UkiWriter = 'direct';
 
-export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile> {
+export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenUki> {
   opts.signal?.throwIfAborted();
   if ((opts.initrdPath === undefined) === (opts.initrd === undefined)) {
     throw new Error('assembleUki needs exactly one of initrdPath and initrd');
@@ -127,9 +138,11 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
     opts.initrdPath !== undefined
       ? [{ file: opts.initrdPath, size: (await stat(opts.initrdPath)).size }]
       : await initramfsSegments(opts.initrd!.basePath, opts.initrd!.overlay);
+  const sbat = mergeSbat(await readSection(stubPath, stub, '.sbat'));
   const osrel = Buffer.from(opts.osRelease, 'utf8');
   const cmdline = Buffer.from(opts.cmdline, 'utf8');
   const plan = planUkiSections(stub, {
+    sbat: sbat.length,
     osrel: osrel.length,
     cmdline: cmdline.length,
     initrd: initrd.reduce((sum, s) => sum + segmentLength(s), 0),
@@ -137,21 +150,40 @@ export async function assembleUki(opts: AssembleUkiOptions): Promise<WrittenFile
     linuxSizeOfImage: kernel.sizeOfImage,
   });
 
-  const data: SectionData = { osrel, cmdline, initrd, kernel: { file: opts.kernelPath, size: kernel.layout.fileSize } };
+  const data: SectionData = { sbat, osrel, cmdline, initrd, kernel: { file: opts.kernelPath, size: kernel.layout.fileSize } };
   try {
-    if ((opts.writer ?? DEFAULT_UKI_WRITER) === 'direct') {
-      const segments = await directUkiSegments(stubPath, stub, plan, data);
-      return await writeFileFromSegments(opts.outPath, segments, { signal: opts.signal, digest: opts.digest });
-    }
-    await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, data, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
-    return opts.digest ? await digestFile(opts.outPath) : { bytes: (await stat(opts.outPath)).size };
+    const [written, measuredSections] = await Promise.all([
+      writeUki(opts, stubPath, stub, plan, data),
+      opts.measure ? measureSections(plan, data) : undefined,
+    ]);
+    return measuredSections ? { ...written, measuredSections } : written;
   } catch (err) {
     await rm(opts.outPath, { force: true });
     throw err;
   }
 }
 
+async function writeUki(opts: AssembleUkiOptions, stubPath: string, stub: PeImage, plan: UkiSectionPlan[], data: SectionData): Promise<WrittenFile> {
+  if ((opts.writer ?? DEFAULT_UKI_WRITER) === 'direct') {
+    const segments = await directUkiSegments(stubPath, stub, plan, data);
+    return writeFileFromSegments(opts.outPath, segments, { signal: opts.signal, digest: opts.digest });
+  }
+  await writeUkiObjcopy({ arch: opts.arch, stubPath, stub, plan, data, outPath: opts.outPath, workDir: opts.workDir, signal: opts.signal });
+  return opts.digest ? digestFile(opts.outPath) : { bytes: (await stat(opts.outPath)).size };
+}
+
+/** Each measured section as the firmware loads it: its data, cut or zero-padded to its VirtualSize. */
+async function measureSections(plan: UkiSectionPlan[], data: SectionData): Promise<MeasuredSection[]> {
+  const measured: MeasuredSection[] = [];
+  for (const section of plan) {
+    if (!(STUB_MEASURED_SECTIONS as readonly string[]).includes(section.name)) continue;
+    measured.push({ name: section.name, sha256: await digestSegments(sectionSegments(section.name, data), section.virtualSize) });
+  }
+  return measured;
+}
+
 interface SectionData {
+  sbat: Buffer;
   osrel: Buffer;
   cmdline: Buffer;
   initrd: Segment[];
@@ -164,6 +196,8 @@ function sectionFlags(name: string): number {
 
 function sectionSegments(name: string, data: SectionData): Segment[] {
   switch (name) {
+    case '.sbat':
+      return [{ bytes: data.sbat }];
     case '.osrel':
       return [{ bytes: data.osrel }];
     case '.cmdline':
@@ -210,6 +244,7 @@ async function directUkiSegments(stubPath: string, stub: PeImage, plan: UkiSecti
     rawPointer += rawSize;
     return header;
   });
+  renameStubSbat(stubBytes, stub);
   appendSections(stubBytes, stub, added);
   return segments;
 }
@@ -227,6 +262,8 @@ async function writeUkiObjcopy(args: {
   // objcopy reads each section from a file; they live in a directory of their own, removed however this ends.
   const dir = await mkdtemp(join(args.workDir, 'objcopy-'));
   try {
+    const sbatPath = join(dir, 'uki-sbat');
+    await writeFile(sbatPath, args.data.sbat);
     const osrelPath = join(dir, 'uki-osrel');
     const cmdlinePath = join(dir, 'uki-cmdline');
     await writeFile(osrelPath, args.data.osrel);
@@ -241,6 +278,7 @@ async function writeUkiObjcopy(args: {
       await writeFileFromSegments(initrdPath, args.data.initrd, { signal: args.signal });
     }
     const files: Record<string, string> = {
+      '.sbat': sbatPath,
       '.osrel': osrelPath,
       '.cmdline': cmdlinePath,
       '.initrd': initrdPath,
@@ -249,10 +287,12 @@ async function writeUkiObjcopy(args: {
     const objcopyArgs: string[] = [];
     for (const s of args.plan) {
       const flags = s.name === '.linux' ? 'code,readonly' : 'data,readonly';
+      // objcopy's options name sections: the new .sbat goes in under another name until the stub's is renamed.
+      const name = s.name === '.sbat' ? OBJCOPY_NEW_SBAT : s.name;
       objcopyArgs.push(
-        '--add-section', `${s.name}=${files[s.name]}`,
-        '--change-section-vma', `${s.name}=0x${(args.stub.layout.imageBase + s.vma).toString(16)}`,
-        '--set-section-flags', `${s.name}=${flags}`,
+        '--add-section', `${name}=${files[s.name]}`,
+        '--change-section-vma', `${name}=0x${(args.stub.layout.imageBase + s.vma).toString(16)}`,
+        '--set-section-flags', `${name}=${flags}`,
       );
     }
     objcopyArgs.push(args.stubPath, args.outPath);
@@ -265,9 +305,35 @@ async function writeUkiObjcopy(args: {
   }
 }
 
+const OBJCOPY_NEW_SBAT = '.sbatnew';
+
+/** The section's bytes as loaded (VirtualSize of them, within its data), or null when the PE has no such section. */
+async function readSection(path: string, pe: PeImage, name: string): Promise<Buffer | null> {
+  const section = pe.sections.find((s) => s.name === name);
+  if (section === undefined) return null;
+  const length = Math.min(section.virtualSize || section.rawSize, section.rawSize);
+  const bytes = Buffer.alloc(length);
+  const file = await open(path, 'r');
+  try {
+    const { bytesRead } = await file.read(bytes, 0, length, section.rawPointer);
+    if (bytesRead !== length) throw new Error(`${path}: section ${name} runs past the end of the file`);
+  } finally {
+    await file.close();
+  }
+  return bytes;
+}
+
+/** The stub's .sbat keeps its data under another name; the UKI's merged .sbat is the only one. */
+function renameStubSbat(head: Buffer, stub: PeImage): void {
+  const index = stub.sections.findIndex((s) => s.name === '.sbat');
+  if (index >= 0) renameSection(head, stub, index, STUB_SBAT_RENAMED);
+}
+
 /**
  * What objcopy gets wrong or leaves unreproducible, patched in the headers in place:
  * - it sets a section's virtual size to its data size; .linux must claim the kernel's SizeOfImage;
+ * - it cannot add a section named like one it has: the merged .sbat goes in as OBJCOPY_NEW_SBAT and
+ *   takes the name once the stub's .sbat is renamed;
  * - it stamps the current time into the COFF header and computes a checksum over it (binutils 2.40
  *   ignores SOURCE_DATE_EPOCH). The stub's own timestamp and a zero checksum go back, as the direct
  *   writer leaves them, so that equal inputs give byte-identical UKIs.
@@ -282,6 +348,10 @@ async function patchObjcopyHeaders(ukiPath: string, stub: PeImage, plan: UkiSect
       }
       resizeSection(head, uki, index, linux.virtualSize);
     }
+    renameStubSbat(head, uki);
+    const added = uki.sections.findIndex((s) => s.name === OBJCOPY_NEW_SBAT);
+    if (added < 0) throw new Error(`objcopy did not add ${OBJCOPY_NEW_SBAT}`);
+    renameSection(head, uki, added, '.sbat');
     setTimeDateStamp(head, uki, stub.layout.timeDateStamp);
     clearChecksum(head, uki);
   });

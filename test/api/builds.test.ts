@@ -1,6 +1,7 @@
 // The build endpoints against a real listener: status codes, dedup, failures, cancellation, queue limits,
 // a base file replaced under an accepted build.
 import { createHash } from 'node:crypto';
+import { systemdMeasure } from '../support/pcr11.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -100,6 +101,9 @@ describe('builds API', () => {
       expect(record.artifacts[kind]).toEqual({ file, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
     }
     expect(fs.readdirSync(path.join(dataDir, 'tmp'))).toEqual([]);
+    // PCR 11 as systemd computes it from the published UKI, per phase; the record keeps the same.
+    expect(got.body.measurements.pcr11).toEqual(await systemdMeasure(path.join(dir, 'uki.efi'), ['', 'sysinit', 'sysinit:ready']));
+    expect(record.measurements).toEqual(got.body.measurements);
   });
 
   test('an identical request returns the same id and builds nothing', async () => {

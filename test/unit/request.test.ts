@@ -107,7 +107,7 @@ describe('golden build id', () => {
   const goldenBases = { kernelSha256: '0123456789abcdef'.repeat(4), initramfsSha256: 'fedcba9876543210'.repeat(4) };
   const document =
     '{"bases":{"initramfsSha256":"' + 'fedcba9876543210'.repeat(4) + '","kernelSha256":"' + '0123456789abcdef'.repeat(4) + '"},' +
-    '"builder":"uki-on-demand/1",' +
+    '"builder":"uki-on-demand/2",' +
     '"request":{"architecture":"amd64","cmdline":"console=ttyS0,115200 quiet","dirOverrides":[' +
     '{"gid":0,"mode":448,"path":"/root/.ssh","uid":0},{"gid":0,"mode":1023,"path":"/tmp","uid":0}],"files":[' +
     '{"contentBase64":"bm9kZTEK","dirGid":0,"dirMode":493,"dirUid":0,"gid":0,"mode":420,"path":"/etc/hostname","type":"file","uid":0},' +
@@ -116,13 +116,13 @@ describe('golden build id', () => {
     '"initramfs":"initramfs-amd64.img","kernel":"vmlinuz-amd64","tlsArtifacts":false}}';
 
   test('a fixed request and fixed base digests give a fixed id', () => {
-    expect(computeBuildId(normalizeBuildRequest(body, limits), goldenBases)).toBe('310332b192b58ab0247a6925a447c4be40b68cc314a06d1d1f6131be04a57da5');
+    expect(computeBuildId(normalizeBuildRequest(body, limits), goldenBases)).toBe('5b6006e8fceb1e8769d9cda6614becb73fdc82a2db981d84a37467394795016b');
   });
 
   test('the id is the sha256 of the canonical document: builder version, normalized request, base digests', () => {
     const request = normalizeBuildRequest(body, limits);
     expect(canonicalJson({ builder: BUILDER_VERSION, request, bases: goldenBases })).toBe(document);
-    expect(createHash('sha256').update(document).digest('hex')).toBe('310332b192b58ab0247a6925a447c4be40b68cc314a06d1d1f6131be04a57da5');
+    expect(createHash('sha256').update(document).digest('hex')).toBe('5b6006e8fceb1e8769d9cda6614becb73fdc82a2db981d84a37467394795016b');
   });
 
   test("the pipeline's variant (its UKI writer) is part of the document, after the request", () => {
@@ -131,8 +131,8 @@ describe('golden build id', () => {
     expect(new ImagePipeline({ ukiWriter: 'objcopy' }).variant).toBe('uki-writer=objcopy');
     expect(canonicalJson({ builder: BUILDER_VERSION, request, bases: goldenBases, variant: 'uki-writer=direct' }))
       .toBe(document.slice(0, -1) + ',"variant":"uki-writer=direct"}');
-    expect(computeBuildId(request, goldenBases, 'uki-writer=direct')).toBe('d0697d7635ae93fc40cdadafacf276d6023031046d7712de7fb68b0d540bcbb6');
-    expect(computeBuildId(request, goldenBases, 'uki-writer=objcopy')).toBe('d7181b85893f17cde78bd8171c3ccfa84d91182383ebdb278001fda093351934');
+    expect(computeBuildId(request, goldenBases, 'uki-writer=direct')).toBe('80551c454da4f120f29278abcb985ea5908e0d1798eb8212e51bd1bb837d64bb');
+    expect(computeBuildId(request, goldenBases, 'uki-writer=objcopy')).toBe('d3f396020be814417b272f8576e76a0a842cadc1acaecb7a1d58e9fea97ce513');
   });
 });
 

@@ -37,7 +37,7 @@ describe('UKI writers agree', () => {
       expect(layout(pa)).toEqual(layout(pb));
       expect([pa.machine, pa.sizeOfImage, pa.sectionAlignment]).toEqual([pb.machine, pb.sizeOfImage, pb.sectionAlignment]);
 
-      for (const name of ['.osrel', '.cmdline', '.initrd', '.linux']) {
+      for (const name of ['.sbat', '.osrel', '.cmdline', '.initrd', '.linux']) {
         const dump = async (file: string) => {
           const out = join(dir, `${file}${name}`);
           await execa(archTools(arch).objcopy, ['--dump-section', `${name}=${out}`, join(dir, file), join(dir, 'discard')]);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPe, type PeImage } from '../../src/image/pe.js';
 import { archTools } from '../../src/image/tools.js';
 import type { Architecture } from '../../src/image/architecture.js';
+import { mergeSbat, SBAT_LINE, STUB_SBAT_RENAMED } from '../../src/image/sbat.js';
 import { assembleUki, DEFAULT_UKI_WRITER, planUkiSections, UKI_WRITERS, type UkiSectionPlan, type UkiWriter } from '../../src/image/uki.js';
 
 const OBJDUMP: Record<Architecture, string> = { amd64: 'x86_64-linux-gnu-objdump', arm64: 'aarch64-linux-gnu-objdump' };
@@ -20,7 +21,7 @@ const STAND_IN_KERNEL: Record<Architecture, string> = {
 const realKernel = (arch: Architecture) => new URL(`../../base-artifacts/out/vmlinuz-${arch}`, import.meta.url).pathname;
 
 function expectSoundPlan(stub: PeImage, plan: UkiSectionPlan[], linuxSizeOfImage: number) {
-  expect(plan.map((s) => s.name)).toEqual(['.osrel', '.cmdline', '.initrd', '.linux']);
+  expect(plan.map((s) => s.name)).toEqual(['.sbat', '.osrel', '.cmdline', '.initrd', '.linux']);
   const linux = plan.at(-1)!;
   expect(linux.virtualSize).toBe(linuxSizeOfImage);
   const stubEnd = Math.max(stub.sizeOfImage, ...stub.sections.map((s) => s.virtualAddress + s.virtualSize));
@@ -37,10 +38,10 @@ describe('planUkiSections', () => {
   for (const arch of ['amd64', 'arm64'] as const) {
     it(`lays out sections after the ${arch} stub, aligned, in order, .linux last with the kernel's SizeOfImage`, async () => {
       const stub = await readPe(archTools(arch).stub);
-      const inputs = { osrel: 100, cmdline: 37, initrd: 30 * 1024 * 1024 + 3, linux: 8_247_232, linuxSizeOfImage: 0x822000 };
+      const inputs = { sbat: 300, osrel: 100, cmdline: 37, initrd: 30 * 1024 * 1024 + 3, linux: 8_247_232, linuxSizeOfImage: 0x822000 };
       const plan = planUkiSections(stub, inputs);
       expectSoundPlan(stub, plan, inputs.linuxSizeOfImage);
-      expect(plan.map((s) => s.size)).toEqual([100, 37, inputs.initrd, inputs.linux]);
+      expect(plan.map((s) => s.size)).toEqual([300, 100, 37, inputs.initrd, inputs.linux]);
     });
   }
 
@@ -54,9 +55,9 @@ describe('planUkiSections', () => {
       fc.property(
         fc.array(section, { minLength: 1, maxLength: 8 }),
         fc.constantFrom(0x200, 0x1000, 0x10000),
-        fc.array(fc.integer({ min: 0, max: 50_000_000 }), { minLength: 4, maxLength: 4 }),
+        fc.array(fc.integer({ min: 0, max: 50_000_000 }), { minLength: 5, maxLength: 5 }),
         fc.integer({ min: 0, max: 80_000_000 }),
-        (sections, sectionAlignment, [osrel, cmdline, initrd, linux], linuxSizeOfImage) => {
+        (sections, sectionAlignment, [sbat, osrel, cmdline, initrd, linux], linuxSizeOfImage) => {
           const stub = {
             machine: 0x8664,
             arch: 'amd64',
@@ -65,7 +66,7 @@ describe('planUkiSections', () => {
             sizeOfImage: Math.max(...sections.map((s) => s.virtualAddress + s.virtualSize)),
             sections: sections.map((s, i) => ({ name: `.s${i}`, rawPointer: 0x400, characteristics: 0, ...s })),
           } as unknown as PeImage;
-          const plan = planUkiSections(stub, { osrel: osrel!, cmdline: cmdline!, initrd: initrd!, linux: linux!, linuxSizeOfImage });
+          const plan = planUkiSections(stub, { sbat: sbat!, osrel: osrel!, cmdline: cmdline!, initrd: initrd!, linux: linux!, linuxSizeOfImage });
           expectSoundPlan(stub, plan, Math.max(linuxSizeOfImage, 1));
         },
       ),
@@ -89,6 +90,10 @@ describe('assembleUki', () => {
     return readFile(out);
   }
 
+  async function stubSbat(arch: Architecture, stub: PeImage): Promise<Buffer | null> {
+    return stub.sections.some((s) => s.name === '.sbat') ? dumpSection(arch, archTools(arch).stub, '.sbat') : null;
+  }
+
   async function build(arch: Architecture, kernelPath: string, writer: UkiWriter, tag: string) {
     // An initrd size that is not a multiple of any alignment, and more than one copy chunk.
     const initrd = Buffer.alloc(2 * 1024 * 1024 + 5, tag);
@@ -101,26 +106,30 @@ describe('assembleUki', () => {
     await assembleUki({ arch, kernelPath, initrdPath, cmdline, osRelease, outPath, workDir: dir, writer });
     const stub = await readPe(archTools(arch).stub);
     const kernel = await readPe(kernelPath);
+    const sbat = mergeSbat(await stubSbat(arch, stub));
     const plan = planUkiSections(stub, {
+      sbat: sbat.length,
       osrel: Buffer.byteLength(osRelease),
       cmdline: Buffer.byteLength(cmdline),
       initrd: initrd.length,
       linux: kernel.layout.fileSize,
       linuxSizeOfImage: kernel.sizeOfImage,
     });
-    return { outPath, stub, kernel, plan, initrd, cmdline, osRelease };
+    return { outPath, stub, kernel, plan, initrd, cmdline, osRelease, sbat };
   }
 
   async function expectUki(arch: Architecture, kernelPath: string, writer: UkiWriter, dumpContents = true) {
     const tag = `${arch}-${writer}-${kernelPath.includes('vmlinuz') ? 'kernel' : 'standin'}`;
-    const { outPath, stub, kernel, plan, initrd, cmdline, osRelease } = await build(arch, kernelPath, writer, tag);
+    const { outPath, stub, kernel, plan, initrd, cmdline, osRelease, sbat } = await build(arch, kernelPath, writer, tag);
 
-    // Our reader: the stub's sections untouched, then exactly the planned ones.
+    // Our reader: the stub's sections where they were (its .sbat renamed), then exactly the planned ones.
     const uki = await readPe(outPath);
     expect(uki.arch).toBe(arch);
     expect(uki.sections.slice(0, stub.sections.length).map((s) => [s.name, s.virtualAddress, s.virtualSize])).toEqual(
-      stub.sections.map((s) => [s.name, s.virtualAddress, s.virtualSize]),
+      stub.sections.map((s) => [s.name === '.sbat' ? STUB_SBAT_RENAMED : s.name, s.virtualAddress, s.virtualSize]),
     );
+    // shim refuses an image with two .sbat sections.
+    expect(uki.sections.filter((s) => s.name === '.sbat')).toHaveLength(1);
     const added = uki.sections.slice(stub.sections.length);
     expect(added.map((s) => ({ name: s.name, vma: s.virtualAddress, virtualSize: s.virtualSize }))).toEqual(
       plan.map((s) => ({ name: s.name, vma: s.vma, virtualSize: s.virtualSize })),
@@ -143,6 +152,13 @@ describe('assembleUki', () => {
     const { stdout: privateHeaders } = await execa(OBJDUMP[arch], ['-p', outPath]);
     expect(privateHeaders).toMatch(new RegExp(`SizeOfImage\\s+0*${uki.sizeOfImage.toString(16)}\\b`));
 
+    // The merged .sbat: the stub's entries, then this project's line, as binutils reads it.
+    // (Debian's arm64 stub has none: the UKI's starts with the format line.)
+    const stubLines = ((await stubSbat(arch, stub))?.toString() ?? 'sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n').replace(/\0+$/, '');
+    const ukiSbat = (await dumpSection(arch, outPath, '.sbat')).toString();
+    expect(ukiSbat).toBe(sbat.toString());
+    expect(ukiSbat).toBe(`${stubLines.trimEnd()}\n${SBAT_LINE}\n`);
+    expect(ukiSbat.split('\n').filter((l) => l.startsWith('sbat,'))).toHaveLength(1);
     if (!dumpContents) return uki;
     // The section contents, as an independent tool extracts them.
     expect((await dumpSection(arch, outPath, '.osrel')).toString()).toBe(osRelease);
@@ -204,7 +220,7 @@ describe('assembleUki', () => {
     expect(defaultBytes.equals(await readFile(join(dir, 'objcopy.efi')))).toBe(false);
   });
 
-  it('direct writer: refuses a stub without room for four more section headers, naming it', async () => {
+  it('direct writer: refuses a stub without room for five more section headers, naming it', async () => {
     const stubPath = join(dir, 'cramped.stub');
     const bytes = await readFile(archTools('amd64').stub);
     const stub = await readPe(archTools('amd64').stub);
@@ -216,7 +232,7 @@ describe('assembleUki', () => {
     const outPath = join(dir, 'cramped.efi');
     await expect(
       assembleUki({ arch: 'amd64', kernelPath: STAND_IN_KERNEL.amd64, initrdPath, cmdline: 'x', osRelease: 'ID=x\n', outPath, workDir: dir, stubPath, writer: 'direct' }),
-    ).rejects.toThrow(`systemd-stub ${stubPath} has no room in its headers for 4 more sections (the objcopy writer has no such limit)`);
+    ).rejects.toThrow(`systemd-stub ${stubPath} has no room in its headers for 5 more sections (the objcopy writer has no such limit)`);
     expect(existsSync(outPath)).toBe(false);
   });
 

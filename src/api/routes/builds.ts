@@ -13,6 +13,7 @@ export interface BuildStatus {
   completedAt?: string;
   error?: string;
   artifacts?: { ukiUrl: string; isoUrl: string };
+  measurements?: BuildRecord['measurements'];
 }
 
 export function buildStatus(record: BuildRecord, urls: PublicUrls): BuildStatus {
@@ -20,6 +21,7 @@ export function buildStatus(record: BuildRecord, urls: PublicUrls): BuildStatus 
   if (record.completedAt) status.completedAt = record.completedAt;
   if (record.error) status.error = record.error;
   if (record.state === 'completed') status.artifacts = urls.artifacts(record);
+  if (record.state === 'completed' && record.measurements) status.measurements = record.measurements;
   return status;
 }
 
