@@ -53,8 +53,17 @@ $(OUT)/initramfs-%.img: $(OUT)/vmlinuz-% $(shell find base-artifacts/ephemeral -
 # The target OS disk image (Debian 12, cloud-init, UKI on the ESP): base-artifacts/target/README.md.
 .PHONY: target-image
 target-image: deps $(OUT)/target-debian12-amd64.qcow2
-$(OUT)/target-debian12-%.qcow2: $(shell find base-artifacts/target base-artifacts/lib -type f 2>/dev/null)
-	base-artifacts/target/build.sh $* $(OUT) $(WORK)
+# Its UKI is signed for Secure Boot with TARGET_SECURE_BOOT_KEY/_CERT: by default a key made here once,
+# whose certificate the lab puts in the db of its Secure Boot servers (as a vendor's key is in a server's).
+TARGET_SECURE_BOOT_KEY ?= $(WORK)/target-signing/db.key
+TARGET_SECURE_BOOT_CERT ?= $(WORK)/target-signing/db.pem
+$(WORK)/target-signing/db.key $(WORK)/target-signing/db.pem:
+	mkdir -p $(WORK)/target-signing
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=uki-on-demand target image signing key" \
+		-keyout $(WORK)/target-signing/db.key -out $(WORK)/target-signing/db.pem 2>/dev/null
+$(OUT)/target-debian12-%.qcow2: $(shell find base-artifacts/target base-artifacts/lib -type f 2>/dev/null) $(TARGET_SECURE_BOOT_KEY) $(TARGET_SECURE_BOOT_CERT)
+	TARGET_SECURE_BOOT_KEY=$(TARGET_SECURE_BOOT_KEY) TARGET_SECURE_BOOT_CERT=$(TARGET_SECURE_BOOT_CERT) \
+		base-artifacts/target/build.sh $* $(OUT) $(WORK)
 
 base-artifacts-tiny: deps $(KERNELS) $(TINY)
 base-artifacts: deps $(KERNELS) $(TINY) $(EPHEMERAL) $(OUT)/target-debian12-amd64.qcow2
@@ -116,11 +125,14 @@ LAB_BMC_PROFILES ?=
 LAB_STATIC_SERVERS ?=
 # LAB_SECURE_BOOT=1 (every server) or =server1,server2: firmware enforcing Secure Boot, db with a lab key.
 LAB_SECURE_BOOT ?=
+# LAB_TPM=1 (every server) or =server1: a TPM 2.0 (swtpm); the ephemeral OS reports its PCR 11.
+LAB_TPM ?=
 LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
 	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q)) \
 	--second-nic $(LAB_SECOND_NIC) --vlan $(LAB_VLAN) --bmc-profile $(LAB_BMC_PROFILE) \
 	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_STATIC_SERVERS),--static-servers $(LAB_STATIC_SERVERS)) \
-	$(if $(LAB_SECURE_BOOT),--secure-boot $(if $(filter 1,$(LAB_SECURE_BOOT)),all,$(LAB_SECURE_BOOT)))
+	$(if $(LAB_SECURE_BOOT),--secure-boot $(if $(filter 1,$(LAB_SECURE_BOOT)),all,$(LAB_SECURE_BOOT))) \
+	$(if $(LAB_TPM),--tpm $(if $(filter 1,$(LAB_TPM)),all,$(LAB_TPM)))
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)

@@ -4,7 +4,7 @@
 //                           [--namespace NAME] [--state-dir DIR] [--quirks server2=post-lock,eject-lag]...
 //                           [--second-nic data|provisioning] [--vlan ID]
 //                           [--bmc-profile dell] [--bmc-profiles dell,hpe,...] [--static-servers server1,...]
-//                           [--secure-boot all|server1,...]
+//                           [--secure-boot all|server1,...] [--tpm all|server1,...]
 //   node dist/lab/cli.js down [--namespace NAME] [--state-dir DIR]
 // `up` prints every address, credential and next step; its last line is the path of the lab's JSON
 // description. `up` on a running lab only reports it.
@@ -73,6 +73,12 @@ function report(d: LabDescription, created: boolean): void {
   say(descriptionPath(d.stateDir));
 }
 
+/** "all", or servers by name, comma-separated. */
+function serverList(servers: number, value: string | undefined): string[] {
+  if (value === 'all') return Array.from({ length: servers }, (_, i) => `server${i + 1}`);
+  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   const { values } = parseArgs({
@@ -82,6 +88,7 @@ async function main(): Promise<void> {
       accel: { type: 'string' }, namespace: { type: 'string' }, 'state-dir': { type: 'string' }, quirks: { type: 'string', multiple: true },
       'second-nic': { type: 'string' }, vlan: { type: 'string' },
       'bmc-profile': { type: 'string' }, 'bmc-profiles': { type: 'string' }, 'static-servers': { type: 'string' }, 'secure-boot': { type: 'string' },
+      tpm: { type: 'string' },
     },
   });
   const base = defaultLabOptions(REPO, { namespace: values.namespace || undefined });
@@ -103,9 +110,8 @@ async function main(): Promise<void> {
     profiles: profiles(servers, values['bmc-profile'] || undefined, values['bmc-profiles'] || undefined),
     staticServers: (values['static-servers'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     // "all", or the servers by name
-    secureBootServers: values['secure-boot'] === 'all'
-      ? Array.from({ length: servers }, (_, i) => `server${i + 1}`)
-      : (values['secure-boot'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    secureBootServers: serverList(servers, values['secure-boot']),
+    tpmServers: serverList(servers, values.tpm),
     memoryMiB: int('memory', values.memory) ?? base.memoryMiB,
     cpus: int('cpus', values.cpus) ?? base.cpus,
     diskGiB: int('disk-gib', values['disk-gib']) ?? base.diskGiB,

@@ -10,7 +10,7 @@ import type { BmcConfig } from './bmc/config.js';
 import type { Quirk } from './bmc/machine/quirks.js';
 import { setUpProfile } from './bmc/redfish/profile-setup.js';
 import { ansibleInventory } from './inventory.js';
-import { FIRMWARE_CODE, IMAGES_PORT, preflight, SECURE_BOOT_CODE, SERVICE_PORT, SERVICE_TLS_PORT, serverPlan, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, type LabOptions } from './plan.js';
+import { FIRMWARE_CODE, IMAGES_PORT, preflight, SECURE_BOOT_CODE, SERVICE_PORT, SERVICE_TLS_PORT, serverPlan, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, TARGET_IMAGE_CERT, type LabOptions } from './plan.js';
 import { makeServiceCertificates, nginxConfig } from './processes.js';
 import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
 import { waitForHttp } from './ns-http.js';
@@ -157,6 +157,8 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       ...(serviceSigning ? ['--secure-boot-key', serviceSigning.key, '--secure-boot-cert', serviceSigning.cert] : []),
     ], serviceLog);
 
+    const targetCertPath = join(opts.repo, 'base-artifacts/out', TARGET_IMAGE_CERT);
+    const targetImageCert = existsSync(targetCertPath) ? [targetCertPath] : [];
     const servers: LabServer[] = [];
     for (const p of plans) {
       mkdirSync(p.dir, { recursive: true });
@@ -183,7 +185,9 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
           cpus: opts.cpus,
           accel: opts.accel,
           firmwareCode: secureBoot ? SECURE_BOOT_CODE : FIRMWARE_CODE,
-          ...(secureBoot ? { secureBoot: { platformCert: secureBoot.platform.cert, dbCerts: [secureBoot.labDb.cert], enabled: true } } : {}),
+          // db: the lab's own key, and the installed OS's vendor key when the target image is signed.
+          ...(secureBoot ? { secureBoot: { platformCert: secureBoot.platform.cert, dbCerts: [secureBoot.labDb.cert, ...targetImageCert], enabled: true } } : {}),
+          tpm: opts.tpmServers.includes(p.name),
           firmwareVarsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.fd',
           console: join(p.dir, 'console.log'),
           nics: p.macs.map((mac, i) => ({ mac, tap: p.taps[i]!, pciSlot: 3 + i })),

@@ -16,8 +16,11 @@ export const SERVICE_TLS_PORT = 8443;
 // An ordinary web server with the OS images to provision (nginx: Range requests, like any image mirror).
 export const IMAGES_PORT = 8081;
 export const TARGET_IMAGE = 'target-debian12-amd64.qcow2';
+/** The certificate the target image's UKI is signed with (make target-image), when it is signed. */
+export const TARGET_IMAGE_CERT = 'target-debian12-amd64.secure-boot.pem';
 export const FIRMWARE_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const SECURE_BOOT_CODE = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd';
+export const SWTPM = '/usr/bin/swtpm';
 
 export interface LabOptions {
   namespace: string;
@@ -43,6 +46,8 @@ export interface LabOptions {
    * platform key and db holding only a key the lab made: the service's certificate must be enrolled.
    */
   secureBootServers: string[];
+  /** Servers with a TPM 2.0 (swtpm): the firmware and systemd-stub measure into it, the OS reads PCR 11. */
+  tpmServers: string[];
   /** BMC timing overrides (tests shorten or lengthen the quirk windows) */
   bmcTimings?: BmcConfig['timings'];
   /**
@@ -70,6 +75,7 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     profiles: {},
     staticServers: [],
     secureBootServers: [],
+    tpmServers: [],
     secondNic: 'data',
     vlan: 0,
     serviceLogLevel: 'debug',
@@ -132,5 +138,7 @@ export function preflight(opts: LabOptions): void {
   for (const name of opts.staticServers) serverName('static-servers', name);
   for (const name of opts.secureBootServers) serverName('secure-boot', name);
   if (opts.secureBootServers.length && !existsSync(SECURE_BOOT_CODE)) throw new Error(`${SECURE_BOOT_CODE} is missing: install the ovmf package (make deps)`);
+  for (const name of opts.tpmServers) serverName('tpm', name);
+  if (opts.tpmServers.length && !existsSync(SWTPM)) throw new Error(`${SWTPM} is missing: install the swtpm package (make deps)`);
 }
 

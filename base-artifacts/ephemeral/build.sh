@@ -239,6 +239,14 @@ systemctl --root="$root" enable \
     systemd-networkd.service systemd-resolved.service \
     dhcp-discover.service checkin.service ssh-hostkeys.service \
     "serial-getty@$console.service"
+# Measured boot: systemd-pcrphase extends PCR 11 with "sysinit" and "ready" after systemd-stub's
+# measurements (the service predicts those values). The units have no [Install] section; systemd's
+# own builds pull them in from sysinit.target, Debian's do not. They skip themselves without a TPM.
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+for unit in systemd-pcrphase-sysinit.service systemd-pcrphase.service; do
+    [ -f "$root/usr/lib/systemd/system/$unit" ] || die "no $unit in the image's systemd"
+    ln -sfn "/usr/lib/systemd/system/$unit" "$root/etc/systemd/system/sysinit.target.wants/$unit"
+done
 # Nothing in RAM needs periodic maintenance, first-boot prompts would block the console, the
 # Debian kernel has no binfmt_misc module, and NVMe over Fabrics is not part of provisioning.
 systemctl --root="$root" mask \

@@ -15,6 +15,9 @@
 #   TARGET_MIRROR, TARGET_SECURITY_MIRROR  Debian mirror URIs (default: the host's apt sources)
 #   TARGET_ROOT_FREE_MIB                   free space to leave in the root filesystem (default 300)
 #   SOURCE_DATE_EPOCH                      timestamp of everything in the image (default below)
+#   TARGET_SECURE_BOOT_KEY, _CERT          sign the UKI with this key (PEM) for Secure Boot; the
+#                                          certificate is copied beside the image as
+#                                          target-debian12-<arch>.secure-boot.pem (default: unsigned)
 set -euo pipefail
 
 usage() { echo "usage: $0 amd64 <outdir> <workdir>" >&2; exit 2; }
@@ -237,6 +240,21 @@ struct.pack_into('<I', data, checksum, total + len(data))
 open(path, 'wb').write(data)
 PY
 log "UKI $(du -h "$uki" | cut -f1) (cmdline: $cmdline)"
+
+# Secure Boot: firmware whose db holds the certificate boots the installed OS with Secure Boot on.
+sb_cert_out=$outdir/target-debian12-$arch.secure-boot.pem
+if [ -n "${TARGET_SECURE_BOOT_KEY:-}${TARGET_SECURE_BOOT_CERT:-}" ]; then
+    [ -r "${TARGET_SECURE_BOOT_KEY:-}" ] && [ -r "${TARGET_SECURE_BOOT_CERT:-}" ] ||
+        die "TARGET_SECURE_BOOT_KEY and TARGET_SECURE_BOOT_CERT must both name readable PEM files"
+    sbsign --key "$TARGET_SECURE_BOOT_KEY" --cert "$TARGET_SECURE_BOOT_CERT" --output "$uki.signed" "$uki" 2>/dev/null ||
+        die "sbsign could not sign the UKI with TARGET_SECURE_BOOT_KEY"
+    mv "$uki.signed" "$uki"
+    sbverify --cert "$TARGET_SECURE_BOOT_CERT" "$uki" >/dev/null || die "the signed UKI does not verify"
+    install -m 0644 "$TARGET_SECURE_BOOT_CERT" "$sb_cert_out"
+    log "UKI signed for Secure Boot ($(openssl x509 -noout -subject -in "$TARGET_SECURE_BOOT_CERT"))"
+else
+    rm -f "$sb_cert_out"
+fi
 
 # --- partitions -----------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ export const bmcConfigSchema = z.strictObject({
      * and KEK), the certificates db starts with, and whether it enforces at first.
      */
     secureBoot: z.strictObject({ platformCert: z.string().min(1), dbCerts: z.array(z.string().min(1)), enabled: z.boolean() }).optional(),
+    /** A TPM 2.0 (swtpm) whose state lives in the BMC's state directory. */
+    tpm: z.boolean().default(false),
     console: z.string().min(1),
     nics: z.array(z.strictObject({ mac, tap: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/), pciSlot: z.number().int().min(2).max(31) })).min(1),
     disks: z.array(z.strictObject({

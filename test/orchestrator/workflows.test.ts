@@ -6,8 +6,11 @@
 // HTTP boot through its BIOS settings, on a static address without DHCP for its OSes, PowerCycle) and
 // the Lenovo one (virtual CD by PATCH, Once-only overrides, ForceOff and On, a bond and VLAN 100) in
 // one run, past an impostor on the address; the Dell one with secure_boot enforce (the service's
-// certificate enrolled in db through Redfish, the ephemeral OS booted with Secure Boot on). Results come from each run's event file; each workflow's
-// phases (wall, waiting, the orchestrator's own time) go to test-results/orchestrator/phases.json.
+// certificate enrolled in db through Redfish, the ephemeral OS booted with Secure Boot on, and the
+// installed OS, signed at image build, booted with it still on). The Dell and HPE servers have TPMs:
+// PCR 11 of each one's ephemeral OS (two builds) equals the service's prediction. Results come from
+// each run's event file; each workflow's phases (wall, waiting, the orchestrator's own time) go to
+// test-results/orchestrator/phases.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -62,6 +65,7 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
       // Secure Boot (PK of the lab, db without the service's key), which the provisioning enforces.
       staticServers: ['server1'],
       secureBootServers: ['server1'],
+      tpmServers: ['server1', 'server3'],
       // Both NICs of each server on the provisioning bridge, and a tagged VLAN on it: the lab's
       // inventory provisions the others onto VLAN 100 over an active-backup bond of the two.
       secondNic: 'provisioning',
@@ -77,6 +81,17 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     console.log(`workflow phases (s): ${JSON.stringify(phaseTimes)}`);
     await lab?.down();
   }, 60_000);
+
+  let inspectedBuild: string | undefined;
+  /** The report's PCR 11 (read in the ephemeral OS) against the build status the service gives for its build. */
+  const expectPredictedPcr11 = async (report: { tpm: { pcr11_sha256: string }; measured_boot: { build_id: string; read: string; expected: string; matched: boolean } }) => {
+    const status = await svc.call<{ measurements: { pcr11: { phase: string; sha256: string }[] } }>('GET', `/api/v1/builds/${report.measured_boot.build_id}`);
+    expect(status.status).toBe(200);
+    const predicted = status.body.measurements.pcr11.find((p) => p.phase === 'sysinit:ready')!.sha256;
+    expect(report.tpm.pcr11_sha256).toBe(predicted);
+    expect(report.measured_boot).toMatchObject({ phase: 'sysinit:ready', expected: predicted, read: predicted, matched: true });
+    inspectedBuild ??= report.measured_boot.build_id;
+  };
 
   const untouched = async (bmc: Bmc, slot: string) => {
     const sys = await bmc.get(bmc.system);
@@ -210,6 +225,10 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     const disks = byHost.disks.filter((d: { type: string }) => d.type === 'disk');
     expect(disks.map((d: { serial: string }) => d.serial).sort()).toEqual(server.disks.map((d) => d.serial).sort());
     expect(disks.find((d: { serial: string }) => d.serial === server.disks[0]!.serial).wwn).toBe(server.disks[0]!.wwn);
+    // Measured boot: PCR 11 as the ephemeral OS read it from its TPM is what the service predicted for
+    // the booted build (read here from the service), and the saved report says it matched.
+    expect(byHost.tpm).toMatchObject({ present: true, version: 2, stub_measured: true });
+    await expectPredictedPcr11(byHost);
     // TLS: the BMC was given the https ISO.
     expect(bmc3.logEvents('media inserted').some((e) => String(e.image).startsWith('https://'))).toBe(true);
     // The BMC is back as found: off, no media, no override.
@@ -244,6 +263,7 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     });
     let playbookDone = false;
     let ephemeral: string | undefined;
+    const provisionInventories = path.join(lab.d.stateDir, 'provision-inventories');
     const watcher = (async () => {
       await until('the orchestrator at the impostor', 600_000, async () => (/^handshake from /m.test(fs.readFileSync(impostorLog, 'utf8')) || playbookDone ? true : undefined), 500);
       impostor.kill();
@@ -264,9 +284,12 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
       expect((await bmc1.request('PATCH', `${bmc1.system}/SecureBoot`, { SecureBootEnable: false })).status).toBe(204);
       const inventory = YAML.parse(fs.readFileSync(lab.d.inventory, 'utf8'));
       inventory.all.children.servers.hosts.server1.secure_boot = 'enforce';
+      // The target image's UKI is signed with a key in server1's db (make target-image; the lab
+      // enrolls its certificate): Secure Boot stays on for the installed OS.
+      inventory.all.children.servers.hosts.server1.secure_boot_installed_os_signed = true;
       const enforcing = path.join(lab.d.stateDir, 'inventory-secure-boot.yml');
       fs.writeFileSync(enforcing, YAML.stringify(inventory));
-      run = await runPlaybook(lab.ns, enforcing, 'provision.yml', ['--limit', 'server1,server2', '-e', 'boot_method=auto', '-v'], { timeoutMs: 1_500_000, log: path.join(LOGS, 'provision.log') });
+      run = await runPlaybook(lab.ns, enforcing, 'provision.yml', ['--limit', 'server1,server2', '-e', 'boot_method=auto', '-e', `hw_inventory_output_dir=${provisionInventories}`, '-v'], { timeoutMs: 1_500_000, log: path.join(LOGS, 'provision.log') });
     } finally {
       playbookDone = true;
       await watcher.catch(() => {});
@@ -308,17 +331,23 @@ describe('orchestrator workflows in the lab', { timeout: 1_800_000 }, () => {
     expect(addr1).toMatch(new RegExp(`inet ${address1.replace(/\./g, '\\.')}/24 `));
     expect(addr1).not.toMatch(/dynamic/);
 
-    // secure_boot enforce on server1: the service's certificate was enrolled in db through Redfish,
-    // the ephemeral OS booted with Secure Boot on (the playbook checked the BMC's and the OS's word),
-    // and the installed OS booted with it back off, as found.
+    // secure_boot enforce on server1: the service's certificate was enrolled in db through Redfish (the
+    // lab's key and the target image's were there), the ephemeral OS booted with Secure Boot on (the
+    // playbook checked the BMC's and the OS's word), and so did the installed OS, whose UKI is signed.
     const dbCerts = await bmc1.get(`${bmc1.system}/SecureBoot/SecureBootDatabases/db/Certificates`);
-    expect(dbCerts['Members@odata.count']).toBe(2);
+    expect(dbCerts['Members@odata.count']).toBe(3);
     expect(bmcRequests(bmc1, from[0]!).filter((r) => r.method === 'POST' && r.url.endsWith('/db/Certificates')).map((r) => r.status)).toEqual([201]);
     const sbBoots = eventsSince(bmc1, from[0]!, 'power on').map((e) => (e.secureBoot as { enabled: boolean }).enabled);
-    expect(sbBoots[0]).toBe(true);
-    expect(sbBoots.at(-1)).toBe(false);
+    expect(sbBoots.length).toBeGreaterThanOrEqual(2); // the ephemeral OS, then the installed one
+    expect(sbBoots.every((on) => on === true)).toBe(true);
     expect(run.output).toMatch(/Check that the image booted with Secure Boot on[\s\S]*?ok: \[server1/);
-    expect(await bmc1.get(`${bmc1.system}/SecureBoot`)).toMatchObject({ SecureBootEnable: false });
+    expect(await bmc1.get(`${bmc1.system}/SecureBoot`)).toMatchObject({ SecureBootEnable: true, SecureBootCurrentBoot: 'Enabled' });
+    // The installed OS's own word: its firmware's SecureBoot variable (4 attribute bytes, then 1 = on).
+    expect((await nsExec(lab.ns, [...sshArgs, `root@${address1}`, 'od -An -tu1 -j4 -N1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c'])).trim()).toBe('1');
+    // Measured boot on server1 too: another build, its own prediction matched.
+    const inventory1 = JSON.parse(fs.readFileSync(path.join(provisionInventories, 'server1.json'), 'utf8'));
+    await expectPredictedPcr11(inventory1);
+    expect(inventory1.measured_boot.build_id).not.toBe(inspectedBuild);
 
     // server2 (Lenovo): the media went into its first usable slot by PATCH; every override was Once
     // (it allows nothing longer), set again for the disk boot.

@@ -115,8 +115,8 @@ export class LabService {
     });
   }
 
-  /** Builds from the tiny test initramfs with a checkin URL; returns the artifact URLs. */
-  async buildTiny(checkinId: string, opts: { cmdline?: string; tls?: boolean } = {}): Promise<{ isoUrl: string; ukiUrl: string }> {
+  /** Builds from the tiny test initramfs with a checkin URL; returns the artifact URLs and the predicted PCR 11. */
+  async buildTiny(checkinId: string, opts: { cmdline?: string; tls?: boolean } = {}): Promise<BuiltArtifacts> {
     return this.build({
       kernel: 'vmlinuz-amd64',
       initramfs: 'initramfs-tiny-amd64.img',
@@ -127,13 +127,13 @@ export class LabService {
     });
   }
 
-  async build(request: Record<string, unknown>): Promise<{ isoUrl: string; ukiUrl: string }> {
+  async build(request: Record<string, unknown>): Promise<BuiltArtifacts> {
     const r = await this.call<{ id: string }>('POST', '/api/v1/builds', request);
     if (r.status !== 202) throw new Error(`build: ${r.status} ${JSON.stringify(r.body)}`);
     return until('build', 300_000, async () => {
       const s = await this.call<any>('GET', `/api/v1/builds/${r.body.id}`);
       if (s.body.state === 'failed') throw new Error(`build failed: ${s.body.error}`);
-      return s.body.state === 'completed' ? s.body.artifacts : undefined;
+      return s.body.state === 'completed' ? { ...s.body.artifacts, pcr11: s.body.measurements?.pcr11 ?? [] } : undefined;
     });
   }
 
@@ -141,6 +141,13 @@ export class LabService {
   artifactReads(file: string): { method: string; range?: string; status: number; remote: string }[] {
     return jsonLines(this.d.serviceLog).filter((l) => l.msg === 'artifact request' && String(l.url).endsWith(file)) as any;
   }
+}
+
+export interface BuiltArtifacts {
+  isoUrl: string;
+  ukiUrl: string;
+  /** The build status's PCR 11 predictions, per boot phase. */
+  pcr11: { phase: string; sha256: string }[];
 }
 
 export function jsonLines(file: string): Record<string, any>[] {

@@ -4,6 +4,7 @@
 // serial console appended to a file, a QMP socket. The boot plan decides the bootindex order.
 import { join } from 'node:path';
 import type { BootPlan } from '../machine/types.js';
+import { tpmArgs, type TpmHardware } from './tpm.js';
 
 export interface Nic {
   mac: string;
@@ -35,6 +36,8 @@ export interface Hardware {
   qmpSocket: string;
   /** The firmware is OVMF's Secure Boot build (SMM on, secure flash). */
   secureBoot?: boolean;
+  /** A TPM 2.0 (swtpm), which the firmware and systemd-stub measure into. */
+  tpm?: TpmHardware;
   nics: Nic[];
   disks: Disk[];
 }
@@ -85,6 +88,7 @@ export function qemuArgs(hw: Hardware, plan: BootPlan): string[] {
     '-chardev', `file,id=console,path=${hw.console},append=on`,
     '-serial', 'chardev:console',
     '-qmp', `unix:${hw.qmpSocket},server=on,wait=off`,
+    ...(hw.tpm ? tpmArgs(hw.tpm) : []),
   ];
   // NICs first: they have fixed PCI slots, and QEMU hands out free slots in command-line order.
   hw.nics.forEach((nic, i) => {

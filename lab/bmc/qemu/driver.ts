@@ -9,6 +9,7 @@ import { CD_DEVICE_ID, mediaBlockdev, netdevId, qemuArgs, type Hardware } from '
 import { clearBootNext, setHttpBootNext } from './nvram.js';
 import { enrollSecureBootKeys } from './secure-boot-vars.js';
 import { QmpClient } from './qmp.js';
+import { killTpm, startTpm } from './tpm.js';
 
 export interface DriverLog {
   (event: string, fields?: Record<string, unknown>): void;
@@ -16,6 +17,7 @@ export interface DriverLog {
 
 export class QemuDriver implements MachineDriver {
   private child: ChildProcess | null = null;
+  private tpm: ChildProcess | null = null;
   private qmp: QmpClient | null = null;
   private lastShutdownReason: string | null = null;
   private cutting = false;
@@ -54,6 +56,8 @@ export class QemuDriver implements MachineDriver {
     // The BMC's Secure Boot setup reaches the firmware through its NVRAM, before it starts.
     if (plan.secureBoot) await enrollSecureBootKeys(this.hw.nvram, { pk: plan.secureBoot.pk, kek: plan.secureBoot.kek, db: plan.secureBoot.db }, plan.secureBoot.enabled);
     rmSync(this.hw.qmpSocket, { force: true });
+    // A fresh swtpm per power-on: the TPM resets with the machine.
+    if (this.hw.tpm) this.tpm = await startTpm(this.hw.tpm);
     const args = qemuArgs(this.hw, plan);
     this.log('qemu start', { args: args.join(' ') });
     const child = spawn(this.qemuBinary, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -65,6 +69,8 @@ export class QemuDriver implements MachineDriver {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.child = null;
+        killTpm(this.tpm);
+        this.tpm = null;
         this.qmp?.close();
         this.qmp = null;
         const reason = this.stopReason();
@@ -141,6 +147,7 @@ export class QemuDriver implements MachineDriver {
   }
 
   private killNow(): void {
+    killTpm(this.tpm);
     const child = this.child;
     if (!child || child.pid === undefined) return;
     try {
