@@ -247,6 +247,10 @@ for unit in systemd-pcrphase-sysinit.service systemd-pcrphase.service; do
     [ -f "$root/usr/lib/systemd/system/$unit" ] || die "no $unit in the image's systemd"
     ln -sfn "/usr/lib/systemd/system/$unit" "$root/etc/systemd/system/sysinit.target.wants/$unit"
 done
+# systemd loads the TPM libraries at run time (dlopen): no linker check would see them missing.
+for lib in libtss2-esys.so.0 libtss2-rc.so.0 libtss2-mu.so.0 libtss2-tcti-device.so.0; do
+    [ -n "$(find "$root/usr/lib" -name "$lib" -print -quit)" ] || die "$lib is missing: systemd-pcrphase could not extend PCR 11"
+done
 # Nothing in RAM needs periodic maintenance, first-boot prompts would block the console, the
 # Debian kernel has no binfmt_misc module, and NVMe over Fabrics is not part of provisioning.
 systemctl --root="$root" mask \
