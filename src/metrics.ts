@@ -10,6 +10,18 @@ export interface GaugeSources {
   queueDepth(): number;
   buildsRunning(): number;
   checkins(): number;
+  /** Each build file with reads (delivery/tracker.ts): one sample per gauge below. */
+  deliveries?(): Iterable<DeliverySample>;
+}
+
+export interface DeliverySample {
+  build: string;
+  file: string;
+  bytesServed: number;
+  coveredRatio: number;
+  rateBytesPerSecond: number;
+  /** Unix seconds of the last read. */
+  lastRead: number;
 }
 
 /** Increments of one label set not yet added to its prom-client counter. */
@@ -99,6 +111,24 @@ export class Metrics {
     scalar('uod_build_queue_depth', 'Builds waiting for a build slot.', () => sources.queueDepth());
     scalar('uod_builds_running', 'Builds executing now.', () => sources.buildsRunning());
     scalar('uod_checkins', 'Registered checkin ids.', () => sources.checkins());
+    const deliveries = sources.deliveries?.bind(sources);
+    if (!deliveries) return;
+    // One series per build file that was read; a deleted build's series go with it.
+    const perFile = (name: string, help: string, read: (s: DeliverySample) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['build', 'file'],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of deliveries()) this.set({ build: s.build, file: s.file }, read(s));
+        },
+      });
+    perFile('uod_delivery_bytes_served', 'Artifact body bytes sent to readers of this build file, re-reads included.', (s) => s.bytesServed);
+    perFile('uod_delivery_covered_ratio', 'Share of the build file (0 to 1) covered by the distinct ranges readers received.', (s) => s.coveredRatio);
+    perFile('uod_delivery_rate_bytes_per_second', 'Bytes per second sent to readers of the build file over the last 5 s.', (s) => s.rateBytesPerSecond);
+    perFile('uod_delivery_last_read_timestamp_seconds', 'When a reader last received bytes of the build file (Unix time).', (s) => s.lastRead);
   }
 
   countRequest(method: string, route: string, status: number): void {

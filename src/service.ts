@@ -16,6 +16,7 @@ import { BuildQueue } from './builds/queue.js';
 import { BuildRegistry } from './builds/registry.js';
 import { BaseArtifactCatalog } from './catalog/base-artifacts.js';
 import { CheckinRegistry } from './checkins/registry.js';
+import { DeliveryTracker } from './delivery/tracker.js';
 import { describeConfig, formatHostPort, type Config } from './config.js';
 import { missingTools } from './image/tools.js';
 import { Metrics } from './metrics.js';
@@ -89,6 +90,7 @@ export async function startService(
     observer: { finished: (state, seconds) => metrics.observeBuild(state, seconds) },
   });
   const checkins = new CheckinRegistry({ dataDir: config.dataDir, logger });
+  const delivery = new DeliveryTracker();
   await checkins.load();
   await registry.load();
   metrics.setSources({
@@ -96,12 +98,13 @@ export async function startService(
     queueDepth: () => queue.depth,
     buildsRunning: () => queue.active,
     checkins: () => checkins.size,
+    deliveries: () => delivery.samples(),
   });
 
   const policy = new AccessPolicy(config.trustedCidrs);
-  const artifacts = new ArtifactServer({ registry, metrics, policy, logger });
+  const artifacts = new ArtifactServer({ registry, metrics, policy, logger, delivery });
   const deps = {
-    registry, checkins, metrics, policy, artifacts, logger, signer,
+    registry, checkins, metrics, policy, artifacts, logger, signer, delivery,
     urls: new PublicUrls({ publicUrl: config.publicUrl, publicTlsUrl: config.publicTlsUrl, tls: config.tlsListen !== null }),
     maxBodyBytes: config.maxBodyBytes,
     maxFiles: config.maxFiles,

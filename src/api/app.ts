@@ -15,6 +15,7 @@ import { checkinRoutes } from './routes/checkins.js';
 import { systemRoutes } from './routes/system.js';
 import type { SecureBootSigner } from '../image/secure-boot.js';
 import type { PublicUrls } from './urls.js';
+import type { DeliveryTracker } from '../delivery/tracker.js';
 
 export interface AppDeps {
   /** Signs builds for Secure Boot, when the service was given a key. */
@@ -24,6 +25,8 @@ export interface AppDeps {
   metrics: Metrics;
   policy: AccessPolicy;
   artifacts: ArtifactServer;
+  /** What readers did with each build's artifacts (GET /api/v1/builds/{id}: delivery). */
+  delivery: DeliveryTracker;
   urls: PublicUrls;
   logger: Logger;
   maxBodyBytes: number;

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { BuildRecord, BuildRegistry } from '../builds/registry.js';
 import { ARTIFACT_FILES, ARTIFACTS, type ArtifactKind } from '../image/artifacts.js';
 import type { Metrics } from '../metrics.js';
+import type { DeliveryTracker, FileState } from '../delivery/tracker.js';
 import { PromiseCache } from '../concurrency/promise-cache.js';
 import type { AccessPolicy } from './acl.js';
 import { evaluateConditional, type Representation } from './http-conditional.js';
@@ -46,9 +47,12 @@ export class ArtifactServer {
   private readonly retiredRecords = new WeakSet<BuildRecord>();
 
   constructor(
-    private readonly deps: { registry: BuildRegistry; metrics: Metrics; policy: AccessPolicy; logger: Logger },
+    private readonly deps: { registry: BuildRegistry; metrics: Metrics; policy: AccessPolicy; logger: Logger; delivery: DeliveryTracker },
   ) {
-    deps.registry.onRemoved((id) => void this.retire(id));
+    deps.registry.onRemoved((id) => {
+      deps.delivery.forget(id);
+      void this.retire(id);
+    });
   }
 
   /** True when the URL belongs to this server (then the response is handled here). */
@@ -89,7 +93,7 @@ export class ArtifactServer {
           sendJson(res, 404, { message: `no completed build ${id} with ${m[2]}` });
           return status(404);
         }
-        status(this.respond(req, res, method, artifact, kind));
+        status(this.respond(req, res, method, artifact, id, kind));
       },
       (err) => {
         this.deps.logger.error({ err, buildId: id }, 'cannot open artifact');
@@ -99,7 +103,7 @@ export class ArtifactServer {
     );
   }
 
-  private respond(req: IncomingMessage, res: ServerResponse, method: string, a: OpenArtifact, kind: ArtifactKind): number {
+  private respond(req: IncomingMessage, res: ServerResponse, method: string, a: OpenArtifact, id: string, kind: ArtifactKind): number {
     const h = req.headers;
     const outcome = evaluateConditional(
       {
@@ -128,7 +132,9 @@ export class ArtifactServer {
         outcome.status === 206 ? { ...a.headers, 'Content-Length': String(length), 'Content-Range': `bytes ${start}-${end}/${a.size}` } : a.headers,
       );
       if (method === 'GET' && length > 0) {
-        this.stream(res, a, start, length, kind, () => this.release(a));
+        const delivery = this.deps.delivery.file(id, kind, a.size);
+        delivery.reader(req.socket.remoteAddress ?? 'unknown');
+        this.stream(res, a, start, length, kind, delivery, () => this.release(a));
         return outcome.status;
       }
       res.end();
@@ -138,7 +144,7 @@ export class ArtifactServer {
   }
 
   /** Copies [start, start+length) to the response with positional reads, honouring backpressure. */
-  private stream(res: ServerResponse, a: OpenArtifact, start: number, length: number, kind: ArtifactKind, release: () => void): void {
+  private stream(res: ServerResponse, a: OpenArtifact, start: number, length: number, kind: ArtifactKind, delivery: FileState, release: () => void): void {
     let offset = start;
     let remaining = length;
     let finished = false;
@@ -160,6 +166,8 @@ export class ArtifactServer {
           res.destroy(err ?? new Error('artifact shorter than recorded'));
           return done();
         }
+        // Counted when handed to the socket: a reader that goes away mid-chunk is credited the chunk.
+        this.deps.delivery.served(delivery, offset, n);
         offset += n;
         remaining -= n;
         this.deps.metrics.countArtifactBytes(file, n);

@@ -16,11 +16,13 @@ const MAY_IMPORT: Record<string, readonly string[] | 'anything'> = {
   // the option table: parses networks and names the UKI writers
   config: ['image', 'net'],
   // HTTP adapter
-  api: ['builds', 'checkins', 'catalog', 'image', 'metrics', 'concurrency', 'storage', 'net', 'validation'],
+  api: ['builds', 'checkins', 'catalog', 'delivery', 'image', 'metrics', 'concurrency', 'storage', 'net', 'validation'],
   // domain: builds may use the catalog, never the other way round; checkins stand alone
   builds: ['catalog', 'image', 'concurrency', 'storage', 'net', 'validation'],
   catalog: ['image', 'concurrency', 'storage', 'net', 'validation'],
   checkins: ['image', 'concurrency', 'storage', 'net', 'validation'],
+  // what readers did with each build's artifacts (in memory)
+  delivery: [],
   // formats and tools
   image: ['concurrency', 'storage'],
   // leaves

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { BuildRecord, BuildRegistry } from '../../builds/registry.js';
 import { normalizeBuildRequest } from '../../builds/request.js';
 import type { PublicUrls } from '../urls.js';
+import type { DeliveryTracker, FileDelivery } from '../../delivery/tracker.js';
 import { HttpError } from '../errors.js';
 
 export interface BuildStatus {
@@ -14,6 +15,8 @@ export interface BuildStatus {
   error?: string;
   artifacts?: { ukiUrl: string; isoUrl: string };
   measurements?: BuildRecord['measurements'];
+  /** What the artifacts' readers did (single build status only: the list is cached per record). */
+  delivery?: { uki: FileDelivery; iso: FileDelivery };
 }
 
 export function buildStatus(record: BuildRecord, urls: PublicUrls): BuildStatus {
@@ -25,7 +28,7 @@ export function buildStatus(record: BuildRecord, urls: PublicUrls): BuildStatus 
   return status;
 }
 
-export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistry; urls: PublicUrls; maxFiles: number }): void {
+export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistry; urls: PublicUrls; maxFiles: number; delivery: DeliveryTracker }): void {
   const { registry, urls } = deps;
 
   app.post('/api/v1/builds', async (request, reply) => {
@@ -67,7 +70,11 @@ export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistr
   app.get<{ Params: { id: string } }>('/api/v1/builds/:id', async (request) => {
     const record = registry.get(request.params.id);
     if (!record) throw notFound(request.params.id);
-    return buildStatus(record, urls);
+    const status = buildStatus(record, urls);
+    if (record.state === 'completed' && record.artifacts) {
+      status.delivery = deps.delivery.view(record.id, { uki: record.artifacts.uki.size, iso: record.artifacts.iso.size });
+    }
+    return status;
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/builds/:id', async (request, reply) => {
