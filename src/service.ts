@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import { AccessPolicy } from './api/acl.js';
 import { buildApp } from './api/app.js';
 import { ArtifactServer } from './api/artifacts.js';
+import { EventStreams } from './api/routes/status.js';
 import { PublicUrls } from './api/urls.js';
 import { ImagePipeline, type BuildPipeline } from './builds/pipeline.js';
 import { SecureBootSigner } from './image/secure-boot.js';
@@ -91,6 +92,7 @@ export async function startService(
   });
   const checkins = new CheckinRegistry({ dataDir: config.dataDir, logger });
   const delivery = new DeliveryTracker();
+  const eventStreams = new EventStreams();
   await checkins.load();
   await registry.load();
   metrics.setSources({
@@ -104,7 +106,7 @@ export async function startService(
   const policy = new AccessPolicy(config.trustedCidrs);
   const artifacts = new ArtifactServer({ registry, metrics, policy, logger, delivery });
   const deps = {
-    registry, checkins, metrics, policy, artifacts, logger, signer, delivery,
+    registry, checkins, metrics, policy, artifacts, logger, signer, delivery, eventStreams,
     urls: new PublicUrls({ publicUrl: config.publicUrl, publicTlsUrl: config.publicTlsUrl, tls: config.tlsListen !== null }),
     maxBodyBytes: config.maxBodyBytes,
     maxFiles: config.maxFiles,
@@ -135,6 +137,7 @@ export async function startService(
       checkins,
       close: () =>
         (closing ??= (async () => {
+          eventStreams.endAll();
           await Promise.all(apps.map((a) => closeWithin(a, SHUTDOWN_DRAIN_MS)));
           await registry.shutdown();
           await artifacts.closeAll();

@@ -13,6 +13,7 @@ import { frameworkError, installErrorHandling } from './errors.js';
 import { buildRoutes } from './routes/builds.js';
 import { checkinRoutes } from './routes/checkins.js';
 import { systemRoutes } from './routes/system.js';
+import { statusRoutes, type EventStreams } from './routes/status.js';
 import type { SecureBootSigner } from '../image/secure-boot.js';
 import type { PublicUrls } from './urls.js';
 import type { DeliveryTracker } from '../delivery/tracker.js';
@@ -27,6 +28,8 @@ export interface AppDeps {
   artifacts: ArtifactServer;
   /** What readers did with each build's artifacts (GET /api/v1/builds/{id}: delivery). */
   delivery: DeliveryTracker;
+  /** The status page's open event streams, ended first at shutdown. */
+  eventStreams: EventStreams;
   urls: PublicUrls;
   logger: Logger;
   maxBodyBytes: number;
@@ -93,5 +96,6 @@ export function buildApp(deps: AppDeps, tls?: { cert: Buffer; key: Buffer }): Fa
   systemRoutes(app, deps);
   buildRoutes(app, deps);
   checkinRoutes(app, deps);
+  statusRoutes(app, deps);
   return app;
 }

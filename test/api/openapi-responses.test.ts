@@ -127,7 +127,7 @@ describe('openapi.yaml itself', () => {
       .filter((op) => ('403' in op.responses) !== (policy.refusal('192.0.2.1', op.method, routeOf(op.template)) !== null))
       .map((op) => `${op.method} ${op.template}`);
     expect(wrong).toEqual([]);
-    expect(operations.length).toBe(15);
+    expect(operations.length).toBe(18);
   });
 
   test('every operation documents 431, which any request can get', () => {
