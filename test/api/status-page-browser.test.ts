@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { request } from 'undici';
-import { api, b64, REPO, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, REPO, seededTinyRequest, startInProcess, waitForBuild, type InProcessService } from '../support/service.js';
 import { requireBaseArtifacts, requireFile } from '../support/prerequisites.js';
 
 requireBaseArtifacts();
@@ -23,16 +23,7 @@ describe('status page in Chromium', () => {
   beforeAll(async () => {
     svc = await startInProcess();
     expect((await api(`${svc.url}/api/v1/checkins/${CHECKIN}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
-    const res = await api(`${svc.url}/api/v1/builds`, {
-      method: 'POST',
-      json: tinyRequest({
-        cmdline: 'console=ttyS0 browser',
-        files: [
-          { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64('instance-id: 42\nlocal-hostname: rack2-node03\n') },
-          { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`http://192.0.2.1:8080/api/v1/checkins/${CHECKIN}`) },
-        ],
-      }),
-    });
+    const res = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: seededTinyRequest('console=ttyS0 browser', 'rack2-node03', CHECKIN) });
     id = res.body.id;
     await waitForBuild(svc.url, id);
     browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Agent, request } from 'undici';
 import { assertMatchesSpec } from '../support/openapi.js';
-import { api, b64, startInProcess, tinyRequest, waitForBuild, type InProcessService } from '../support/service.js';
+import { api, seededTinyRequest, startInProcess, waitForBuild, type InProcessService } from '../support/service.js';
 import { requireBaseArtifacts } from '../support/prerequisites.js';
 import { SHUTDOWN_DRAIN_MS } from '../../src/service.js';
 
@@ -19,16 +19,7 @@ describe('status page', () => {
   beforeAll(async () => {
     svc = await startInProcess(['--trusted-cidrs', '127.0.0.1/32']);
     expect((await api(`${svc.url}/api/v1/checkins/${CHECKIN}`, { method: 'POST', json: { addresses: [] } })).status).toBe(204);
-    const res = await api(`${svc.url}/api/v1/builds`, {
-      method: 'POST',
-      json: tinyRequest({
-        cmdline: 'console=ttyS0 status-page',
-        files: [
-          { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64('instance-id: 1234\nlocal-hostname: rack1-node07\n') },
-          { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`http://192.0.2.1:8080/api/v1/checkins/${CHECKIN}`) },
-        ],
-      }),
-    });
+    const res = await api(`${svc.url}/api/v1/builds`, { method: 'POST', json: seededTinyRequest('console=ttyS0 status-page', 'rack1-node07', CHECKIN) });
     id = res.body.id;
     await waitForBuild(svc.url, id);
   });

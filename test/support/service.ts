@@ -112,3 +112,14 @@ export async function downloadArtifact(url: string, name: string): Promise<strin
   await pipeline(Readable.fromWeb(res.body as ReadableStream<Uint8Array>), fs.createWriteStream(file));
   return file;
 }
+
+/** A tiny request whose NoCloud seed names a server (meta-data local-hostname) and a checkin URL, as the orchestrator's inspection builds do. */
+export function seededTinyRequest(cmdline: string, hostname: string, checkinId: string): Record<string, unknown> {
+  return tinyRequest({
+    cmdline,
+    files: [
+      { path: '/var/lib/cloud/seed/nocloud/meta-data', contentBase64: b64(`instance-id: ${checkinId}\nlocal-hostname: ${hostname}\n`) },
+      { path: '/var/lib/cloud/seed/nocloud/checkin-url', contentBase64: b64(`http://192.0.2.1:8080/api/v1/checkins/${checkinId}`) },
+    ],
+  });
+}
