@@ -54,8 +54,9 @@ def test_one_line_per_server_and_phase_and_one_per_server_at_the_end():
     assert phases[("a", "release")]["waiting_seconds"] >= 1
     build = phases[("a", "build")]
     assert build["waiting_seconds"] >= 0.4
-    # a waited about a second for b before its second build step could start.
-    assert 0.8 <= build["other_servers_seconds"] <= 1.5
+    # a waited about a second for b before its second build step could start, and never longer than
+    # b's own build phase lasted (a bound that holds on a loaded machine too).
+    assert 0.8 <= build["other_servers_seconds"] <= phases[("b", "build")]["seconds"]
     assert phases[("b", "build")]["other_servers_seconds"] < 0.3
     assert abs(build["seconds"] - build["waiting_seconds"] - build["other_servers_seconds"] - build["own_seconds"]) < 0.02
     tasks = [(e["server"], e["task"], e["result"]) for e in events if e["event"] == "task"]
