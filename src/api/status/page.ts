@@ -50,7 +50,8 @@ function bar(file, kind) {
   if (!file) return '<span class="muted">–</span>';
   const pct = file.coveredPercent;
   return '<span class="bar' + (pct >= 100 ? " done" : "") + '" data-file="' + kind + '" data-percent="' + pct + '">' +
-    '<span style="width:' + Math.min(100, pct) + '%"></span><em>' + pct.toFixed(1) + ' %</em></span>';
+    // Rounded down, so that "100.0 %" means every byte.
+    '<span style="width:' + Math.min(100, pct) + '%"></span><em>' + (Math.floor(pct * 10) / 10).toFixed(1) + ' %</em></span>';
 }
 function render(snap) {
   const now = Date.parse(snap.at);
