@@ -2,6 +2,7 @@
 // served per file, the share of the file covered by distinct ranges (a union: BMCs read some ranges
 // twice), first and last read, the current rate, and the readers' addresses. The artifact server
 // reports each chunk it writes; the API and /metrics read views. Nothing here survives a restart.
+import type { ArtifactKind } from '../image/artifacts.js';
 import { Coverage } from './coverage.js';
 
 /** The rate is over the last RATE_WINDOW_S seconds, in one-second buckets. */
@@ -77,10 +78,8 @@ class FileState {
   }
 }
 
-export type ArtifactFile = 'uki' | 'iso';
-
 export class DeliveryTracker {
-  private readonly builds = new Map<string, Map<ArtifactFile, FileState>>();
+  private readonly builds = new Map<string, Map<ArtifactKind, FileState>>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -88,7 +87,7 @@ export class DeliveryTracker {
    * The state of one file of one build, made on its first read; the artifact server keeps it for the
    * response and calls `served` per chunk.
    */
-  file(buildId: string, file: ArtifactFile, size: number): FileState {
+  file(buildId: string, file: ArtifactKind, size: number): FileState {
     let files = this.builds.get(buildId);
     if (files === undefined) {
       files = new Map();
@@ -107,13 +106,13 @@ export class DeliveryTracker {
     state.served(offset, bytes, this.now());
   }
 
-  /** The build's delivery per file (a file nobody read yet has zeros), or null when nothing of it was read. */
-  view(buildId: string, sizes: Record<ArtifactFile, number>): Record<ArtifactFile, FileDelivery> {
-    const files = this.builds.get(buildId);
+  /** The build's delivery per file, given its published files' sizes; a file nobody read yet has zeros. */
+  view(buildId: string, files: Record<ArtifactKind, { size: number }>): Record<ArtifactKind, FileDelivery> {
+    const states = this.builds.get(buildId);
     const nowMs = this.now();
-    const one = (file: ArtifactFile): FileDelivery => {
-      const s = files?.get(file);
-      const size = s?.size ?? sizes[file];
+    const one = (file: ArtifactKind): FileDelivery => {
+      const s = states?.get(file);
+      const size = s?.size ?? files[file].size;
       if (s === undefined) {
         return { size, bytesServed: 0, coveredBytes: 0, coveredPercent: 0, firstReadAt: null, lastReadAt: null, rateBytesPerSecond: 0, readers: [], readerCount: 0 };
       }
@@ -134,7 +133,7 @@ export class DeliveryTracker {
   }
 
   /** Every build file with reads, for /metrics. */
-  *samples(): Generator<{ build: string; file: ArtifactFile; bytesServed: number; coveredRatio: number; rateBytesPerSecond: number; lastRead: number }> {
+  *samples(): Generator<{ build: string; file: ArtifactKind; bytesServed: number; coveredRatio: number; rateBytesPerSecond: number; lastRead: number }> {
     const nowMs = this.now();
     for (const [build, files] of this.builds) {
       for (const [file, s] of files) {

@@ -43,7 +43,7 @@ describe('DeliveryTracker', () => {
     iso.reader('192.0.2.11');
     iso.reader('192.0.2.10');
     tracker.served(iso, 200, 400); // 200 bytes again, 200 new
-    const view = tracker.view('b1', { uki: 77, iso: 1000 });
+    const view = tracker.view('b1', { uki: { size: 77 }, iso: { size: 1000 } });
     expect(view.iso).toEqual({
       size: 1000,
       bytesServed: 800,
@@ -57,7 +57,7 @@ describe('DeliveryTracker', () => {
     });
     expect(view.uki).toMatchObject({ size: 77, bytesServed: 0, coveredPercent: 0, firstReadAt: null, readers: [] });
     now += 10_000;
-    expect(tracker.view('b1', { uki: 77, iso: 1000 }).iso.rateBytesPerSecond).toBe(0);
+    expect(tracker.view('b1', { uki: { size: 77 }, iso: { size: 1000 } }).iso.rateBytesPerSecond).toBe(0);
     expect([...tracker.samples()]).toEqual([{ build: 'b1', file: 'iso', bytesServed: 800, coveredRatio: 0.6, rateBytesPerSecond: 0, lastRead: Date.parse('2026-12-07T10:00:01.000Z') / 1000 }]);
     tracker.forget('b1');
     expect([...tracker.samples()]).toEqual([]);

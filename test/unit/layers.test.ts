@@ -22,7 +22,7 @@ const MAY_IMPORT: Record<string, readonly string[] | 'anything'> = {
   catalog: ['image', 'concurrency', 'storage', 'net', 'validation'],
   checkins: ['image', 'concurrency', 'storage', 'net', 'validation'],
   // what readers did with each build's artifacts (in memory)
-  delivery: [],
+  delivery: ['image'],
   // formats and tools
   image: ['concurrency', 'storage'],
   // leaves

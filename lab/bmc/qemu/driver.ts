@@ -9,7 +9,8 @@ import { CD_DEVICE_ID, mediaBlockdev, netdevId, qemuArgs, type Hardware } from '
 import { clearBootNext, setHttpBootNext } from './nvram.js';
 import { enrollSecureBootKeys } from './secure-boot-vars.js';
 import { QmpClient } from './qmp.js';
-import { killTpm, startTpm } from './tpm.js';
+import { killProcessGroup } from './process-group.js';
+import { startTpm } from './tpm.js';
 
 export interface DriverLog {
   (event: string, fields?: Record<string, unknown>): void;
@@ -69,7 +70,7 @@ export class QemuDriver implements MachineDriver {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.child = null;
-        killTpm(this.tpm);
+        killProcessGroup(this.tpm);
         this.tpm = null;
         this.qmp?.close();
         this.qmp = null;
@@ -147,13 +148,7 @@ export class QemuDriver implements MachineDriver {
   }
 
   private killNow(): void {
-    killTpm(this.tpm);
-    const child = this.child;
-    if (!child || child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
+    killProcessGroup(this.tpm);
+    killProcessGroup(this.child);
   }
 }

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { killProcessGroup } from './process-group.js';
 
 export interface TpmHardware {
   /** Where swtpm keeps the TPM's state between boots, and its control socket while it runs. */
@@ -37,19 +38,10 @@ export async function startTpm(tpm: TpmHardware, timeoutMs = 10_000): Promise<Ch
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(socket)) {
     if (Date.now() > deadline) {
-      killTpm(child);
+      killProcessGroup(child);
       throw new Error(`swtpm did not open ${socket} within ${timeoutMs} ms: ${stderr.trim()}`);
     }
     await Promise.race([exited, new Promise((r) => setTimeout(r, 20))]);
   }
   return child;
-}
-
-export function killTpm(child: ChildProcess | null): void {
-  if (!child || child.pid === undefined || child.exitCode !== null) return;
-  try {
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
 }

@@ -72,7 +72,7 @@ export function buildRoutes(app: FastifyInstance, deps: { registry: BuildRegistr
     if (!record) throw notFound(request.params.id);
     const status = buildStatus(record, urls);
     if (record.state === 'completed' && record.artifacts) {
-      status.delivery = deps.delivery.view(record.id, { uki: record.artifacts.uki.size, iso: record.artifacts.iso.size });
+      status.delivery = deps.delivery.view(record.id, record.artifacts);
     }
     return status;
   });

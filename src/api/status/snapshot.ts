@@ -47,7 +47,7 @@ export function statusSnapshot(deps: { registry: BuildRegistry; checkins: Checki
         ...(hostname ? { hostname } : {}),
         ...(checkinId ? { checkinId } : {}),
         ...(r.state === 'completed' && r.artifacts
-          ? { delivery: deps.delivery.view(r.id, { uki: r.artifacts.uki.size, iso: r.artifacts.iso.size }) }
+          ? { delivery: deps.delivery.view(r.id, r.artifacts) }
           : {}),
       };
     }),
