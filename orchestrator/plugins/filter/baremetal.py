@@ -15,10 +15,13 @@ description:
   - nocloud_yaml(data, cloud_config=false) - the text of a NoCloud seed file (user-data with its header).
   - pinned_ssh_args(known_hosts) - the SSH options that trust only the run's pinned host key, as one string
     (ansible_ssh_common_args).
+  - predicted_pcr11(build_status) - the PCR 11 the service predicts for the booted ephemeral OS ('' if none).
+  - with_measured_boot(report, build_id, expected) - the hw-inventory report with measured_boot (expected,
+    read, matched) when the server has a TPM and there is a prediction.
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import disks, find_server, ipam, network_config as netcfg, nocloud
+from ansible_collections.uki_on_demand.baremetal.plugins.module_utils import disks, find_server, ipam, measured_boot, network_config as netcfg, nocloud
 
 
 def _wrap(function, errors):
@@ -51,4 +54,6 @@ class FilterModule:
             "target_disk": _wrap(disks.select_disk, disks.DiskChoiceError),
             "nocloud_yaml": nocloud.nocloud_yaml,
             "pinned_ssh_args": lambda known_hosts: " ".join(find_server.pinned_ssh_options(known_hosts)),
+            "predicted_pcr11": measured_boot.predicted_pcr11,
+            "with_measured_boot": measured_boot.with_measured_boot,
         }
