@@ -127,12 +127,17 @@ LAB_STATIC_SERVERS ?=
 LAB_SECURE_BOOT ?=
 # LAB_TPM=1 (every server) or =server1: a TPM 2.0 (swtpm); the ephemeral OS reports its PCR 11.
 LAB_TPM ?=
+# LAB_SIMULATED=36 (of LAB_SERVERS=40): the last 36 servers are simulated (lab/README.md "Simulated
+# servers"): the ephemeral OS in a container, no QEMU; they read their artifact at LAB_LINK_MBPS.
+LAB_SIMULATED ?= 0
+LAB_LINK_MBPS ?= 1000
 LAB_ARGS = --namespace $(LAB_NAMESPACE) --servers $(LAB_SERVERS) --memory $(LAB_MEMORY) --cpus $(LAB_CPUS) \
 	--disk-gib $(LAB_DISK_GIB) --accel $(LAB_ACCEL) $(foreach q,$(LAB_QUIRKS),--quirks $(q)) \
 	--second-nic $(LAB_SECOND_NIC) --vlan $(LAB_VLAN) --bmc-profile $(LAB_BMC_PROFILE) \
 	$(if $(LAB_BMC_PROFILES),--bmc-profiles $(LAB_BMC_PROFILES)) $(if $(LAB_STATIC_SERVERS),--static-servers $(LAB_STATIC_SERVERS)) \
 	$(if $(LAB_SECURE_BOOT),--secure-boot $(if $(filter 1,$(LAB_SECURE_BOOT)),all,$(LAB_SECURE_BOOT))) \
-	$(if $(LAB_TPM),--tpm $(if $(filter 1,$(LAB_TPM)),all,$(LAB_TPM)))
+	$(if $(LAB_TPM),--tpm $(if $(filter 1,$(LAB_TPM)),all,$(LAB_TPM))) \
+	--simulated $(LAB_SIMULATED) --simulated-link-mbps $(LAB_LINK_MBPS)
 
 lab: deps build base-artifacts
 	node dist/lab/cli.js up $(LAB_ARGS)

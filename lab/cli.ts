@@ -5,6 +5,7 @@
 //                           [--second-nic data|provisioning] [--vlan ID]
 //                           [--bmc-profile dell] [--bmc-profiles dell,hpe,...] [--static-servers server1,...]
 //                           [--secure-boot all|server1,...] [--tpm all|server1,...]
+//                           [--simulated N] [--simulated-link-mbps MBPS]
 //   node dist/lab/cli.js down [--namespace NAME] [--state-dir DIR]
 // `up` prints every address, credential and next step; its last line is the path of the lab's JSON
 // description. `up` on a running lab only reports it.
@@ -57,7 +58,7 @@ function report(d: LabDescription, created: boolean): void {
   say(`Orchestrator: SSH key ${d.sshKey}, Ansible inventory ${d.inventory}`);
   say();
   for (const s of d.servers) {
-    say(`${s.name}: BMC ${s.bmc.url}  user ${s.bmc.username}  password ${s.bmc.password}  system ${s.bmc.systemId}  profile ${s.bmc.profile}${s.bmc.quirks.length ? `  quirks ${s.bmc.quirks.join(',')}` : ''}`);
+    say(`${s.name}${s.kind === 'simulated' ? ' (simulated)' : ''}: BMC ${s.bmc.url}  user ${s.bmc.username}  password ${s.bmc.password}  system ${s.bmc.systemId}  profile ${s.bmc.profile}${s.bmc.quirks.length ? `  quirks ${s.bmc.quirks.join(',')}` : ''}`);
     say(`  MACs ${s.macs.join(' ')}  disks ${s.disks.map((k) => `${k.kind}:${k.serial}${k.wwn ? `:${k.wwn}` : ''}`).join(' ')}`);
     say(`  console: tail -f ${s.console}`);
   }
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
       accel: { type: 'string' }, namespace: { type: 'string' }, 'state-dir': { type: 'string' }, quirks: { type: 'string', multiple: true },
       'second-nic': { type: 'string' }, vlan: { type: 'string' },
       'bmc-profile': { type: 'string' }, 'bmc-profiles': { type: 'string' }, 'static-servers': { type: 'string' }, 'secure-boot': { type: 'string' },
-      tpm: { type: 'string' },
+      tpm: { type: 'string' }, simulated: { type: 'string' }, 'simulated-link-mbps': { type: 'string' },
     },
   });
   const base = defaultLabOptions(REPO, { namespace: values.namespace || undefined });
@@ -118,6 +119,8 @@ async function main(): Promise<void> {
     quirks: quirks(values.quirks ?? []),
     secondNic: (values['second-nic'] || base.secondNic) as 'data' | 'provisioning',
     vlan: int('vlan', values.vlan) ?? base.vlan,
+    simulated: int('simulated', values.simulated) ?? base.simulated,
+    simulatedLinkMbps: int('simulated-link-mbps', values['simulated-link-mbps']) ?? base.simulatedLinkMbps,
   };
   const { description, created } = await labUp(opts);
   report(description, created);

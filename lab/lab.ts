@@ -14,6 +14,7 @@ import { FIRMWARE_CODE, IMAGES_PORT, preflight, SECURE_BOOT_CODE, SERVICE_PORT, 
 import { makeServiceCertificates, nginxConfig } from './processes.js';
 import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
 import { waitForHttp } from './ns-http.js';
+import { createServerNetwork, removeSimulated, unpackBaseRoot } from './simulated.js';
 
 export { defaultLabOptions, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, type LabOptions } from './plan.js';
 
@@ -24,6 +25,8 @@ export type LabDisk = BmcConfig['hardware']['disks'][number];
 
 export interface LabServer {
   name: string;
+  /** qemu: a virtual machine; simulated: the ephemeral OS's userland in a container (lab/README.md) */
+  kind: 'qemu' | 'simulated';
   uuid: string;
   serialNumber: string;
   bmc: { url: string; host: string; username: string; password: string; systemId: string; profile: string; quirks: Quirk[] };
@@ -96,7 +99,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       namespace: ns,
       provisioningAddress: `${SUBNET.gateway}/${SUBNET.prefix}`,
       bmcAddresses: plans.map((p) => `${p.bmcAddress}/32`),
-      taps: plans.flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], secondNicBridge]] as [string, string][]),
+      taps: plans.filter((p) => p.kind === 'qemu').flatMap((p) => [[p.taps[0], PROVISIONING_BRIDGE], [p.taps[1], secondNicBridge]] as [string, string][]),
       vlan: opts.vlan ? { id: opts.vlan, address: `${TAGGED_SUBNET.gateway}/${TAGGED_SUBNET.prefix}` } : undefined,
     });
     if (vlanTaps) {
@@ -157,6 +160,14 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       ...(serviceSigning ? ['--secure-boot-key', serviceSigning.key, '--secure-boot-cert', serviceSigning.cert] : []),
     ], serviceLog);
 
+    // Simulated servers: one unpacked base root for all, and each one's namespace with its NICs.
+    const baseRoot = plans.some((p) => p.kind === 'simulated') ? await unpackBaseRoot(opts.stateDir, join(opts.repo, 'base-artifacts/out/initramfs-amd64.img')) : undefined;
+    const serverNetns: Record<string, string> = {};
+    for (const p of plans.filter((x) => x.kind === 'simulated')) {
+      const bridges = [PROVISIONING_BRIDGE, secondNicBridge];
+      serverNetns[p.name] = await createServerNetwork(ns, p.name, p.macs.map((mac, i) => ({ mac, tap: p.taps[i]!, bridge: bridges[i]!, ifname: `enp0s${3 + i}` })));
+    }
+
     const targetCertPath = join(opts.repo, 'base-artifacts/out', TARGET_IMAGE_CERT);
     const targetImageCert = existsSync(targetCertPath) ? [targetCertPath] : [];
     const servers: LabServer[] = [];
@@ -177,7 +188,8 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
         timings: opts.bmcTimings ?? {},
         logLevel: 'info',
         hardware: {
-          driver: 'qemu',
+          driver: p.kind === 'simulated' ? 'nspawn' : 'qemu',
+          ...(p.kind === 'simulated' ? { simulated: { netns: serverNetns[p.name]!, linkMbps: opts.simulatedLinkMbps, base: baseRoot! } } : {}),
           name: p.name,
           uuid: randomUUID(),
           serialNumber: p.serialNumber,
@@ -200,6 +212,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
       spawnInNamespace(ns, process.execPath, [join(opts.repo, 'dist/lab/bmc/main.js'), cfgFile], bmcLog);
       servers.push({
         name: p.name,
+        kind: p.kind,
         uuid: cfg.hardware.uuid,
         serialNumber: p.serialNumber,
         bmc: { url: `https://${p.bmcAddress}`, host: p.bmcAddress, username: cfg.username, password, systemId: cfg.systemId, profile: cfg.profile, quirks: [...new Set([...profile.quirks, ...cfg.quirks])] },
@@ -249,6 +262,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
 /** Stops everything the lab started (every process in its namespace), deletes the namespace and the state. */
 export async function labDown(namespace: string, stateDir: string): Promise<void> {
   await destroyNamespace(namespace);
+  await removeSimulated(namespace, stateDir);
   rmSync(stateDir, { recursive: true, force: true });
 }
 

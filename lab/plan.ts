@@ -21,6 +21,7 @@ export const TARGET_IMAGE_CERT = 'target-debian12-amd64.secure-boot.pem';
 export const FIRMWARE_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const SECURE_BOOT_CODE = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd';
 export const SWTPM = '/usr/bin/swtpm';
+export const SYSTEMD_NSPAWN = '/usr/bin/systemd-nspawn';
 
 export interface LabOptions {
   namespace: string;
@@ -58,6 +59,13 @@ export interface LabOptions {
   /** A VLAN id (1-4094) tagged on the provisioning bridge, with TAGGED_SUBNET on the lab's side; 0: none. */
   vlan: number;
   serviceLogLevel: string;
+  /**
+   * How many of the servers are simulated (systemd-nspawn, lab/bmc/simulated): the last ones, so
+   * servers 1..(servers - simulated) stay QEMU servers.
+   */
+  simulated: number;
+  /** A simulated server's link speed in Mbit/s for reading its boot artifact (0: unpaced). */
+  simulatedLinkMbps: number;
 }
 
 export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> = {}): LabOptions {
@@ -79,6 +87,8 @@ export function defaultLabOptions(repo: string, overrides: Partial<LabOptions> =
     secondNic: 'data',
     vlan: 0,
     serviceLogLevel: 'debug',
+    simulated: 0,
+    simulatedLinkMbps: 1000,
     // An option given as undefined (a flag not passed) keeps its default.
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };
@@ -92,6 +102,7 @@ export function serverPlan(opts: LabOptions, i: number) {
   return {
     name,
     dir,
+    kind: (i >= opts.servers - opts.simulated ? 'simulated' : 'qemu') as 'simulated' | 'qemu',
     bmcAddress: `${BMC_NET}.${10 + n}`,
     taps: [`tap${n}p`, `tap${n}d`] as const,
     // Locally administered, fixed per server: the inventory can name them before the lab boots.
@@ -139,6 +150,16 @@ export function preflight(opts: LabOptions): void {
   for (const name of opts.secureBootServers) serverName('secure-boot', name);
   if (opts.secureBootServers.length && !existsSync(SECURE_BOOT_CODE)) throw new Error(`${SECURE_BOOT_CODE} is missing: install the ovmf package (make deps)`);
   for (const name of opts.tpmServers) serverName('tpm', name);
+  if (!Number.isInteger(opts.simulated) || opts.simulated < 0 || opts.simulated > opts.servers) throw new Error(`simulated: ${opts.simulated} is not a number from 0 to ${opts.servers} (the servers)`);
+  if (!(opts.simulatedLinkMbps >= 0)) throw new Error(`simulated link speed: ${opts.simulatedLinkMbps} is not a number of Mbit/s (0: unpaced)`);
+  if (opts.simulated > 0) {
+    if (!existsSync(SYSTEMD_NSPAWN)) throw new Error(`${SYSTEMD_NSPAWN} is missing: install the systemd-container package (make deps)`);
+    const firstSimulated = opts.servers - opts.simulated + 1;
+    for (const [what, names] of [['secure-boot', opts.secureBootServers], ['tpm', opts.tpmServers]] as const) {
+      const sim = names.find((n) => Number(n.replace('server', '')) >= firstSimulated);
+      if (sim) throw new Error(`${what}: ${sim} is a simulated server (no firmware, no TPM); simulated are server${firstSimulated}..server${opts.servers}`);
+    }
+  }
   if (opts.tpmServers.length && !existsSync(SWTPM)) throw new Error(`${SWTPM} is missing: install the swtpm package (make deps)`);
 }
 

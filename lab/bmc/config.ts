@@ -26,7 +26,13 @@ export const bmcConfigSchema = z.strictObject({
   logLevel: z.string().default('info'),
   hardware: z.strictObject({
     /** What runs the server (lab/bmc/driver-factory.ts). */
-    driver: z.enum(['qemu']).default('qemu'),
+    driver: z.enum(['qemu', 'nspawn']).default('qemu'),
+    /** driver nspawn (a simulated server, lab/bmc/simulated): its network namespace, link speed and base root. */
+    simulated: z.strictObject({
+      netns: z.string().regex(/^[A-Za-z0-9._-]+$/),
+      linkMbps: z.number().min(0),
+      base: z.strictObject({ initramfs: z.string().min(1), size: z.number().int().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), lowerDir: z.string().min(1) }),
+    }).optional(),
     name: z.string().min(1),
     uuid: z.uuid(),
     serialNumber: z.string().regex(/^[A-Za-z0-9._-]+$/),
@@ -56,6 +62,14 @@ export const bmcConfigSchema = z.strictObject({
 
 export type BmcConfig = z.infer<typeof bmcConfigSchema> & { quirks: Quirk[] };
 
+function checkDriver(cfg: z.infer<typeof bmcConfigSchema>): string | undefined {
+  const hw = cfg.hardware;
+  if (hw.driver === 'nspawn' && !hw.simulated) return 'hardware.simulated: required with driver nspawn';
+  if (hw.driver === 'qemu' && hw.simulated) return 'hardware.simulated: only with driver nspawn';
+  if (hw.driver === 'nspawn' && (hw.secureBoot || hw.tpm)) return 'hardware: a simulated server (driver nspawn) has no firmware: no secureBoot, no tpm';
+  return undefined;
+}
+
 export function loadBmcConfig(file: string): BmcConfig {
   let raw: unknown;
   try {
@@ -68,5 +82,7 @@ export function loadBmcConfig(file: string): BmcConfig {
     const issue = parsed.error.issues[0]!;
     throw new Error(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
   }
+  const wrong = checkDriver(parsed.data);
+  if (wrong) throw new Error(`${file}: ${wrong}`);
   return parsed.data as BmcConfig;
 }

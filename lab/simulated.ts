@@ -1,0 +1,59 @@
+// The lab's side of simulated servers (lab/bmc/simulated): each one's network namespace, named after
+// the lab's (`<lab>.<server>`: a dot no lab namespace has), with its NICs as veths whose other ends
+// are on the lab's bridges; the base root unpacked once for all; and their removal at lab-down.
+import { readdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { detachDisk } from './bmc/simulated/devices.js';
+import { unpackBase, type BaseRoot } from './bmc/simulated/rootfs.js';
+import { destroyNamespace, ip } from './netns.js';
+
+const run = promisify(execFile);
+
+/** A simulated server's network namespace. */
+export function serverNamespace(lab: string, server: string): string {
+  return `${lab}.${server}`;
+}
+
+export interface SimulatedNic {
+  mac: string;
+  /** the veth's end in the lab's namespace, on `bridge` */
+  tap: string;
+  bridge: string;
+  /** the NIC's name inside the server (QEMU's guests see enp0s<slot>) */
+  ifname: string;
+}
+
+/** Creates the server's namespace and its NICs (they stay, like a server's cards, until lab-down). */
+export async function createServerNetwork(lab: string, server: string, nics: SimulatedNic[]): Promise<string> {
+  const ns = serverNamespace(lab, server);
+  await ip('netns', 'add', ns);
+  for (const nic of nics) {
+    await ip('-n', lab, 'link', 'add', nic.tap, 'type', 'veth', 'peer', 'name', nic.ifname, 'address', nic.mac, 'netns', ns);
+    await ip('-n', lab, 'link', 'set', nic.tap, 'master', nic.bridge, 'up');
+  }
+  return ns;
+}
+
+/** Unpacks the base initramfs every simulated server's root starts from. */
+export function unpackBaseRoot(stateDir: string, initramfs: string): Promise<BaseRoot> {
+  return unpackBase(initramfs, join(stateDir, 'simulated-root'));
+}
+
+/** Stops every simulated server of the lab (their processes), deletes their namespaces, frees their disks. */
+export async function removeSimulated(lab: string, stateDir: string): Promise<void> {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/run/netns').filter((n) => n.startsWith(`${lab}.`));
+  } catch {
+    /* no namespaces at all */
+  }
+  for (const ns of names) await destroyNamespace(ns, 2_000);
+  for (const file of await loopBackingFiles()) if (file.startsWith(`${resolve(stateDir)}/`)) await detachDisk(file);
+}
+
+async function loopBackingFiles(): Promise<string[]> {
+  const { stdout } = await run('losetup', ['-l', '-n', '-O', 'BACK-FILE']).catch(() => ({ stdout: '' }));
+  return stdout.split('\n').map((l) => l.trim().replace(/ \(deleted\)$/, '')).filter(Boolean);
+}
