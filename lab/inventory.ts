@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
 import type { LabDescription } from './lab.js';
+import { simulatedNicName } from './simulated.js';
 
 /** The lab's servers as an Ansible inventory for orchestrator/ (group `servers`). */
 export function ansibleInventory(d: LabDescription, staticServers: string[]): string {
@@ -28,6 +29,8 @@ export function ansibleInventory(d: LabDescription, staticServers: string[]): st
       bmc_password: s.bmc.password,
       bmc_resource_id: s.bmc.systemId,
       server_mac: s.provisioningMac,
+      // A simulated server's NIC is a veth, which has no permanent MAC for Netplan to match.
+      ...(s.kind === 'simulated' ? { server_nic_name: simulatedNicName(0) } : {}),
       // Both NICs on the provisioning bridge: provision onto a bond of the two (on the VLAN, if any).
       ...(d.network.secondNicBridge === d.network.bridge && !isStatic ? { server_bond_macs: s.macs } : {}),
       disk_serial: disk.serial,

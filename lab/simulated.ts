@@ -16,6 +16,11 @@ export function serverNamespace(lab: string, server: string): string {
   return `${lab}.${server}`;
 }
 
+/** The name of a simulated server's i-th NIC inside it: what a QEMU server's OS calls its NIC in that slot. */
+export function simulatedNicName(i: number): string {
+  return `enp0s${3 + i}`;
+}
+
 export interface SimulatedNic {
   mac: string;
   /** the veth's end in the lab's namespace, on `bridge` */

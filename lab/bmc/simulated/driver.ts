@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import type { BootPlan, MachineDriver, StopReason } from '../machine/types.js';
 import type { DriverLog } from '../qemu/driver.js';
 import { locateBootImage } from './boot-image.js';
-import { deviceView, detachDisk, type Identity, type SimulatedDisk } from './devices.js';
+import { DeviceView, detachDisk, rootPartition, type Identity, type SimulatedDisk } from './devices.js';
 import { downloadBootFile, readMedia } from './fetch.js';
 import { mountRoot, removeRoot, unpackOverlay, type BaseRoot } from './rootfs.js';
 
@@ -119,24 +119,34 @@ export class NspawnDriver implements MachineDriver {
     for (const nic of this.hw.nics) await run('ip', ['link', 'set', nic.tap, 'up']);
     const link = { mbps: this.hw.linkMbps, signal };
     const started = Date.now();
-    // The firmware's order: the planned device, else the CD when one is inserted (blank disks).
-    if (plan.device === 'http' && plan.httpBootUri) {
-      this.console(`UEFI HTTP boot: GET ${plan.httpBootUri}`);
-      await downloadBootFile(plan.httpBootUri, artifact, link);
-    } else if (plan.mediaUrl && plan.device !== 'hdd') {
-      this.console(`virtual media: reading ${plan.mediaUrl}`);
-      await readMedia(plan.mediaUrl, artifact, link);
-    } else {
-      throw new Error(`nothing to boot (device ${plan.device}${plan.mediaUrl ? '' : ', no media'}): a simulated server boots virtual media or UEFI HTTP boot`);
-    }
-    const image = await locateBootImage(artifact);
-    this.log('simulated artifact read', { ms: Date.now() - started, initrdBytes: image.initrd.size });
-    const upper = join(dir, 'upper');
-    await unpackOverlay(artifact, image.initrd, this.hw.base, upper);
-    await run('rm', ['-f', artifact]); // unpacked: the RAM copy a firmware keeps is not needed
     const root = join(dir, 'root');
-    await mountRoot(this.hw.base.lowerDir, upper, join(dir, 'work'), root);
-    const devices = await deviceView(join(dir, 'devices'), this.hw, this.hw.disks);
+    let cmdline: string[] = [];
+    // The firmware's order: the planned device; by default the disks, then the CD when one is inserted.
+    const disk = plan.device === 'hdd' || plan.device === 'default' ? await this.bootableDisk() : undefined;
+    if (disk) {
+      this.console(`booting from the disk ${disk.serial} (${disk.partition})`);
+      await run('mkdir', ['-p', root]);
+      await run('mount', [disk.partition, root]);
+    } else {
+      if (plan.device === 'http' && plan.httpBootUri) {
+        this.console(`UEFI HTTP boot: GET ${plan.httpBootUri}`);
+        await downloadBootFile(plan.httpBootUri, artifact, link);
+      } else if (plan.mediaUrl && plan.device !== 'hdd') {
+        this.console(`virtual media: reading ${plan.mediaUrl}`);
+        await readMedia(plan.mediaUrl, artifact, link);
+      } else {
+        throw new Error(`no bootable device (boot ${plan.device}${plan.mediaUrl ? '' : ', no media'}, no disk with a root partition)`);
+      }
+      const image = await locateBootImage(artifact);
+      this.log('simulated artifact read', { ms: Date.now() - started, initrdBytes: image.initrd.size });
+      const upper = join(dir, 'upper');
+      await unpackOverlay(artifact, image.initrd, this.hw.base, upper);
+      await run('rm', ['-f', artifact]); // unpacked: the RAM copy a firmware keeps is not needed
+      await mountRoot(this.hw.base.lowerDir, upper, join(dir, 'work'), root);
+      // The UKI's command line goes to PID 1 (systemd reads its kernel options there in a container).
+      cmdline = image.cmdline.split(/\s+/).filter(Boolean);
+    }
+    const devices = await DeviceView.create(join(dir, 'devices'), this.hw, this.hw.disks);
     await ensureCgroups();
     signal.throwIfAborted();
     // The UKI's command line goes to PID 1 (systemd reads its kernel options there in a container).
@@ -147,15 +157,21 @@ export class NspawnDriver implements MachineDriver {
       // sysfs that shows its NICs, not the host's).
       '--private-network', `--network-namespace-path=/run/netns/${this.hw.netns}`,
       '--link-journal=no', '--resolv-conf=off', '--timezone=off',
-      ...devices,
-      '--', ...image.cmdline.split(/\s+/).filter(Boolean), 'systemd.journald.forward_to_console=1',
+      ...devices.nspawnArgs,
+      '--', ...cmdline, 'systemd.journald.forward_to_console=1',
     ];
     this.log('nspawn start', { args: args.join(' ') });
     const out = openSync(this.hw.console, 'a');
     const child = spawn('systemd-nspawn', args, { stdio: ['ignore', out, out], detached: true });
     closeSync(out);
     boot.child = child;
+    // udev's part while it runs: partitions the OS creates get their nodes and database entries.
+    const udev = setInterval(() => {
+      const init = this.initPid();
+      if (init !== undefined) devices.sync(init).catch((err: Error) => this.log('partition sync failed', { error: err.message }));
+    }, 100);
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    clearInterval(udev);
     this.log('nspawn exit', { code });
     await this.cleanUp();
     if (this.boot !== boot) return;
@@ -207,8 +223,22 @@ export class NspawnDriver implements MachineDriver {
     }
   }
 
+  /** The container's PID 1, as the host numbers it. */
+  private initPid(): number | undefined {
+    return this.containerPids().find((pid) => /^NSpid:\s+\d+\s+1$/m.test(readProc(`/proc/${pid}/status`)));
+  }
+
+  /** The first disk (in the server's order) with a root partition: what its firmware would boot. */
+  private async bootableDisk(): Promise<{ serial: string; partition: string } | undefined> {
+    for (const disk of this.hw.disks) {
+      const partition = await rootPartition(disk.path);
+      if (partition) return { serial: disk.serial, partition };
+    }
+    return undefined;
+  }
+
   async pressPowerButton(): Promise<void> {
-    const init = this.containerPids().find((pid) => /^NSpid:\s+\d+\s+1$/m.test(readProc(`/proc/${pid}/status`)));
+    const init = this.initPid();
     if (init !== undefined) process.kill(init, SIGRTMIN_PLUS_4);
   }
 

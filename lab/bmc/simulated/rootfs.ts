@@ -94,5 +94,7 @@ export async function mountRoot(lowerDir: string, upperDir: string, workDir: str
 /** Unmounts `merged` if mounted, and removes what one boot wrote (a RAM disk is gone at power-off). */
 export async function removeRoot(bootDir: string, merged: string): Promise<void> {
   await run('umount', ['-l', merged]).catch(() => undefined);
+  // Never delete through a mount: the root may be a disk's partition.
+  if (await run('mountpoint', ['-q', merged]).then(() => true, () => false)) throw new Error(`${merged} is still mounted`);
   await rm(bootDir, { recursive: true, force: true });
 }

@@ -10,7 +10,7 @@ description:
   - usable_address(address, subnet, gateway) - the address, or an error when it is outside the subnet or
     is its network, broadcast or gateway address.
   - shared_with(hostvars, hosts, host, fact) - the other hosts whose fact (an address) equals the host's.
-  - network_config(address, subnet, gateway, dns, mac, bond_macs, bond_mode, vlan) - the Netplan v2 dict.
+  - network_config(address, subnet, gateway, dns, mac, bond_macs, bond_mode, vlan, nic_name) - the Netplan v2 dict.
   - target_disk(hw_inventory, serial, wwn) - the inventory entry of the one matching disk.
   - nocloud_yaml(data, cloud_config=false) - the text of a NoCloud seed file (user-data with its header).
   - pinned_ssh_args(known_hosts) - the SSH options that trust only the run's pinned host key, as one string

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # The Netplan v2 network-config both OSes of a provisioned server get (cloud-init NoCloud): NICs
-# matched by MAC; the address, default route and DNS on the innermost interface (the VLAN when there
+# matched by MAC (or the one NIC by its name, for NICs without a permanent MAC: Netplan matches the
+# permanent one, which virtual NICs such as the lab's simulated servers' veths lack); the address, default route and DNS on the innermost interface (the VLAN when there
 # is one, else the bond, else the one NIC).
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ def _mac(value, name):
     return mac
 
 
-def network_config(address, subnet, gateway, dns=(), mac=None, bond_macs=(), bond_mode="active-backup", vlan=0):
+_NIC_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def network_config(address, subnet, gateway, dns=(), mac=None, bond_macs=(), bond_mode="active-backup", vlan=0, nic_name=""):
     """The network-config as a dict (dump it as YAML once, where it is written)."""
     bond_macs = [str(m) for m in (bond_macs or [])]
     macs = [m.lower() for m in bond_macs]
     if len(bond_macs) == 1 or any(not _MAC.match(m) for m in macs) or len(set(macs)) != len(macs):
         raise NetworkConfigError("server_bond_macs must list two or more distinct MAC addresses (or none); got %s" % bond_macs)
+    if macs and nic_name:
+        raise NetworkConfigError("server_nic_name names the one NIC of a server without a bond: unset it or server_bond_macs")
     try:
         vlan = int(vlan or 0)
     except (TypeError, ValueError):
@@ -56,6 +62,11 @@ def network_config(address, subnet, gateway, dns=(), mac=None, bond_macs=(), bon
         # machine-id, which differs between the two OSes (and every boot of the ephemeral one).
         config["bonds"] = {"bond0": {"macaddress": macs[0], "interfaces": sorted(config["ethernets"]), "parameters": parameters}}
         parent = config["bonds"]["bond0"]
+    elif nic_name:
+        if not _NIC_NAME.match(str(nic_name)):
+            raise NetworkConfigError("server_nic_name: %r is not an interface name (1 to 15 letters, digits, _ . -)" % (nic_name,))
+        config["ethernets"] = {"eth0": {"match": {"name": str(nic_name)}}}
+        parent = config["ethernets"]["eth0"]
     else:
         if not mac:
             raise NetworkConfigError("server_mac is required: the MAC of the NIC that gets the address")

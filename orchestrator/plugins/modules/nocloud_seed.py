@@ -42,6 +42,7 @@ from ansible_collections.uki_on_demand.baremetal.plugins.module_utils.disks impo
 
 SEED = "var/lib/cloud/seed/nocloud"
 PRIVATE = ("user-data",)
+PARTITION_WAIT_S = 10
 
 
 def main():
@@ -60,11 +61,21 @@ def main():
 
     run(["partprobe", p["device"]])
     run(["udevadm", "settle"])
-    listing = json.loads(run(["lsblk", "-J", "-o", "PATH,PARTTYPE", p["device"]]))
-    try:
-        root = root_partition(listing, p["root_type_guid"])
-    except DiskChoiceError as err:
-        module.fail_json(msg="%s: %s" % (p["device"], err))
+    # settle returns at once where no udev runs (a container, whose manager makes the nodes): the
+    # partitions may show a moment later, so look again for a few seconds before giving up.
+    deadline = time.monotonic() + PARTITION_WAIT_S
+    while True:
+        listing = json.loads(run(["lsblk", "-J", "-o", "PATH,PARTTYPE", p["device"]]))
+        try:
+            root = root_partition(listing, p["root_type_guid"])
+            if os.path.exists(root):
+                break
+            error = "%s has no device node" % root
+        except DiskChoiceError as err:
+            error = str(err)
+        if time.monotonic() > deadline:
+            module.fail_json(msg="%s: %s" % (p["device"], error))
+        time.sleep(0.2)
     mountpoint = tempfile.mkdtemp(prefix="uod-root-")
     run(["mount", "-t", p["fstype"], root, mountpoint])
     try:

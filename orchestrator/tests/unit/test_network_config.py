@@ -75,3 +75,15 @@ def test_one_yaml_dump_keeps_the_structure():
 def test_ansibles_own_string_types_dump_as_plain_text():
     from ansible.utils.unsafe_proxy import AnsibleUnsafeText
     assert nocloud_yaml({"instance-id": AnsibleUnsafeText("abc"), "list": [AnsibleUnsafeText("x")]}) == "instance-id: abc\nlist:\n- x\n"
+
+
+def test_the_nic_by_name_where_it_has_no_permanent_mac():
+    assert config(mac="52:54:00:00:00:01", nic_name="enp0s3") == {"version": 2, "ethernets": {"eth0": dict({"match": {"name": "enp0s3"}}, **L3)}}
+    assert config(nic_name="enp0s3", vlan=100)["vlans"]["eth0.100"]["link"] == "eth0"
+
+
+def test_a_nic_name_that_is_none_or_comes_with_a_bond():
+    with pytest.raises(NetworkConfigError, match="server_nic_name"):
+        config(nic_name="en p0")
+    with pytest.raises(NetworkConfigError, match="server_nic_name"):
+        config(nic_name="enp0s3", bond_macs=["52:54:00:00:00:01", "52:54:00:00:00:02"])
