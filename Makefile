@@ -3,6 +3,7 @@
 #   make test              everything CI checks: typecheck, unit, API and QEMU end-to-end tests
 #   make test-reliability  crash, disk-full, bad-input, BMC-stress and property tests
 #   make bench             benchmarks against same-run baselines → bench/results.json
+#   make bench-fleet       inspection and provisioning of N = 1, 10, 25, 50 simulated servers
 #   make base-artifacts    kernels, tiny test initramfs images, the ephemeral OS
 #   make target-image      the target OS disk image (qcow2) that provisioning writes to disks
 #   make lab               a private network with virtual servers behind Redfish BMCs (LAB_SERVERS=2)
@@ -105,6 +106,11 @@ test-reliability: deps node base-artifacts-tiny
 
 bench: deps build base-artifacts-tiny
 	node --expose-gc bench/run.mjs
+
+# The orchestrator at fleet size on simulated servers (bench/README.md "Fleet"): about 40 minutes.
+.PHONY: bench-fleet
+bench-fleet: deps build base-artifacts
+	node bench/fleet.mjs
 
 # The lab (README "The lab"): options as make variables, e.g. make lab LAB_SERVERS=3 LAB_ACCEL=kvm
 # LAB_QUIRKS="server2=post-lock,eject-lag"; LAB_SECOND_NIC=provisioning LAB_VLAN=100 for a bond on a VLAN.
