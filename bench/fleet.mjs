@@ -106,6 +106,7 @@ async function measure(n) {
   fs.rmSync(stateDir, { recursive: true, force: true });
   const opts = defaultLabOptions(REPO, { namespace, stateDir, servers: n, simulated: n, simulatedLinkMbps: LINK_MBPS, diskGiB: 4, serviceLogLevel: 'info' });
   await labDown(namespace, stateDir);
+  current = { namespace, stateDir };
   const { description: d } = await labUp(opts);
   const out = { n, linkMbps: LINK_MBPS };
   try {
@@ -141,8 +142,19 @@ async function measure(n) {
     out.servicePeakRssMb = +peakRssMb(service).toFixed(0);
   } finally {
     await labDown(namespace, stateDir);
+    current = null;
   }
   return out;
+}
+
+// An interrupted run leaves nothing behind: the lab being measured is taken down.
+let current = null;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, async () => {
+    log(`${signal}: taking the lab down`);
+    if (current) await labDown(current.namespace, current.stateDir);
+    process.exit(1);
+  });
 }
 
 if (process.getuid() !== 0) throw new Error('bench-fleet needs root (the lab: namespaces, loop devices, containers)');

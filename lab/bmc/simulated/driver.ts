@@ -149,7 +149,6 @@ export class NspawnDriver implements MachineDriver {
     const devices = await DeviceView.create(join(dir, 'devices'), this.hw, this.hw.disks);
     await ensureCgroups();
     signal.throwIfAborted();
-    // The UKI's command line goes to PID 1 (systemd reads its kernel options there in a container).
     const args = [
       '--quiet', '--register=no', '--keep-unit', '--boot', '--console=read-only',
       `--directory=${root}`, `--machine=${this.hw.name}`, `--uuid=${this.hw.uuid}`,
@@ -165,9 +164,11 @@ export class NspawnDriver implements MachineDriver {
     const child = spawn('systemd-nspawn', args, { stdio: ['ignore', out, out], detached: true });
     closeSync(out);
     boot.child = child;
-    // udev's part while it runs: partitions the OS creates get their nodes and database entries.
+    // udev's part while it runs: partitions the OS creates get their nodes and database entries. The
+    // container's PID 1 is looked up once (a scan of /proc), the partitions every 100 ms (one readdir).
+    let init: number | undefined;
     const udev = setInterval(() => {
-      const init = this.initPid();
+      init ??= this.initPid();
       if (init !== undefined) devices.sync(init).catch((err: Error) => this.log('partition sync failed', { error: err.message }));
     }, 100);
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
