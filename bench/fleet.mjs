@@ -85,6 +85,7 @@ function playbook(ns, inventory, name, events, logFile) {
       env: { ...process.env, ANSIBLE_NOCOLOR: '1', UOD_EVENTS_FILE: events },
     });
     child.once('exit', (code) => {
+      if (!fs.existsSync(stat)) return resolve({ code, seconds: (Date.now() - t0) / 1000, cpu: NaN }); // killed
       const f = fs.readFileSync(stat, 'utf8');
       const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
       resolve({ code, seconds: (Date.now() - t0) / 1000, cpu: (Number(fields[13]) + Number(fields[14])) / TICKS });

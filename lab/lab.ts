@@ -14,7 +14,7 @@ import { FIRMWARE_CODE, IMAGES_PORT, preflight, SECURE_BOOT_CODE, SERVICE_PORT, 
 import { makeServiceCertificates, nginxConfig } from './processes.js';
 import { createNetwork, DATA_BRIDGE, destroyNamespace, namespaceExists, PROVISIONING_BRIDGE, spawnInNamespace } from './netns.js';
 import { waitForHttp } from './ns-http.js';
-import { createServerNetwork, removeSimulated, simulatedNicName, unpackBaseRoot } from './simulated.js';
+import { createServerNetwork, raiseInotifyLimit, removeSimulated, simulatedNicName, unpackBaseRoot } from './simulated.js';
 
 export { defaultLabOptions, SUBNET, TAGGED_SUBNET, TARGET_IMAGE, type LabOptions } from './plan.js';
 
@@ -163,6 +163,7 @@ export async function labUp(opts: LabOptions): Promise<{ description: LabDescrip
     // Simulated servers: one unpacked base root for all, and each one's namespace with its NICs.
     const baseRoot = plans.some((p) => p.kind === 'simulated') ? await unpackBaseRoot(opts.stateDir, join(opts.repo, 'base-artifacts/out/initramfs-amd64.img')) : undefined;
     const serverNetns: Record<string, string> = {};
+    if (baseRoot) raiseInotifyLimit(opts.stateDir, opts.simulated);
     for (const p of plans.filter((x) => x.kind === 'simulated')) {
       const bridges = [PROVISIONING_BRIDGE, secondNicBridge];
       serverNetns[p.name] = await createServerNetwork(ns, p.name, p.macs.map((mac, i) => ({ mac, tap: p.taps[i]!, bridge: bridges[i]!, ifname: simulatedNicName(i) })));

@@ -1,7 +1,7 @@
 // The lab's side of simulated servers (lab/bmc/simulated): each one's network namespace, named after
 // the lab's (`<lab>.<server>`: a dot no lab namespace has), with its NICs as veths whose other ends
 // are on the lab's bridges; the base root unpacked once for all; and their removal at lab-down.
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -46,7 +46,28 @@ export function unpackBaseRoot(stateDir: string, initramfs: string): Promise<Bas
   return unpackBase(initramfs, join(stateDir, 'simulated-root'));
 }
 
-/** Stops every simulated server of the lab (their processes), deletes their namespaces, frees their disks. */
+const INOTIFY_INSTANCES = '/proc/sys/fs/inotify/max_user_instances';
+const INOTIFY_SAVED = 'inotify-max-user-instances.orig';
+
+/**
+ * systemd as PID 1 of a container holds about six inotify instances, all counted against root's
+ * host-wide limit (often 128, reached at about 20 containers). The lab raises it for its simulated
+ * servers if lower, keeps the old value in its state directory and puts it back at lab-down.
+ */
+export function raiseInotifyLimit(stateDir: string, simulated: number): void {
+  const current = Number(readFileSync(INOTIFY_INSTANCES, 'utf8').trim());
+  const needed = 128 + 16 * simulated;
+  if (current >= needed) return;
+  writeFileSync(join(stateDir, INOTIFY_SAVED), `${current}\n`);
+  writeFileSync(INOTIFY_INSTANCES, `${needed}\n`);
+}
+
+function restoreInotifyLimit(stateDir: string): void {
+  const saved = join(stateDir, INOTIFY_SAVED);
+  if (existsSync(saved)) writeFileSync(INOTIFY_INSTANCES, readFileSync(saved, 'utf8'));
+}
+
+/** Stops every simulated server of the lab (their processes), deletes their namespaces, frees their disks, restores the inotify limit. */
 export async function removeSimulated(lab: string, stateDir: string): Promise<void> {
   let names: string[] = [];
   try {
@@ -56,6 +77,7 @@ export async function removeSimulated(lab: string, stateDir: string): Promise<vo
   }
   for (const ns of names) await destroyNamespace(ns, 2_000);
   for (const file of await loopBackingFiles()) if (file.startsWith(`${resolve(stateDir)}/`)) await detachDisk(file);
+  restoreInotifyLimit(stateDir);
 }
 
 async function loopBackingFiles(): Promise<string[]> {
