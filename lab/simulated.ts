@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { removeServerCgroups } from './bmc/simulated/cgroups.js';
 import { detachDisk } from './bmc/simulated/devices.js';
 import { unpackBase, type BaseRoot } from './bmc/simulated/rootfs.js';
 import { destroyNamespace, ip } from './netns.js';
@@ -76,6 +77,7 @@ export async function removeSimulated(lab: string, stateDir: string): Promise<vo
     /* no namespaces at all */
   }
   for (const ns of names) await destroyNamespace(ns, 2_000);
+  removeServerCgroups((ns) => ns.startsWith(`${lab}.`));
   for (const file of await loopBackingFiles()) if (file.startsWith(`${resolve(stateDir)}/`)) await detachDisk(file);
   restoreInotifyLimit(stateDir);
 }

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import type { BootPlan, MachineDriver, StopReason } from '../machine/types.js';
 import type { DriverLog } from '../qemu/driver.js';
 import { locateBootImage } from './boot-image.js';
+import { ensureCgroupMounts, removeServerCgroups, serverCgroups } from './cgroups.js';
 import { DeviceView, detachDisk, rootPartition, type Identity, type SimulatedDisk } from './devices.js';
 import { downloadBootFile, readMedia } from './fetch.js';
 import { mountRoot, removeRoot, unpackOverlay, type BaseRoot } from './rootfs.js';
@@ -50,26 +51,6 @@ function readProc(path: string): string {
     return readFileSync(path, 'utf8');
   } catch {
     return '';
-  }
-}
-
-/**
- * systemd-nspawn needs the cgroup hierarchies, which `ip netns exec` (how the lab starts its BMCs)
- * hides by mounting a fresh sysfs. The host's are mounted again, as the host has them (its PID 1's
- * mount table), in this BMC's own mount namespace only: a cgroup mount with the same options is the
- * same hierarchy.
- */
-async function ensureCgroups(): Promise<void> {
-  if (readdirSync('/sys/fs/cgroup').length > 0) return;
-  const mounts = readFileSync('/proc/1/mountinfo', 'utf8').split('\n').map((line) => {
-    const [before, after] = line.split(' - ');
-    const point = before?.split(' ')[4];
-    const [type, , options] = (after ?? '').split(' ');
-    return { point, type, options };
-  }).filter((m) => m.point?.startsWith('/sys/fs/cgroup'));
-  for (const m of mounts) {
-    await run('mkdir', ['-p', m.point!]);
-    await run('mount', ['-t', m.type!, '-o', m.options!, m.type!, m.point!]);
   }
 }
 
@@ -147,7 +128,8 @@ export class NspawnDriver implements MachineDriver {
       cmdline = image.cmdline.split(/\s+/).filter(Boolean);
     }
     const devices = await DeviceView.create(join(dir, 'devices'), this.hw, this.hw.disks);
-    await ensureCgroups();
+    await ensureCgroupMounts();
+    const cgroups = await serverCgroups(this.hw.netns);
     signal.throwIfAborted();
     const args = [
       '--quiet', '--register=no', '--keep-unit', '--boot', '--console=read-only',
@@ -161,7 +143,9 @@ export class NspawnDriver implements MachineDriver {
     ];
     this.log('nspawn start', { args: args.join(' ') });
     const out = openSync(this.hw.console, 'a');
-    const child = spawn('systemd-nspawn', args, { stdio: ['ignore', out, out], detached: true });
+    // nspawn starts in the server's own cgroups (cgroups.ts): the shell joins them, then becomes nspawn.
+    const child = spawn('sh', ['-c', 'for g in $UOD_CGROUPS; do echo $$ > "$g/cgroup.procs"; done; exec systemd-nspawn "$@"', 'systemd-nspawn', ...args],
+      { stdio: ['ignore', out, out], detached: true, env: { ...process.env, UOD_CGROUPS: cgroups.join(' ') } });
     closeSync(out);
     boot.child = child;
     // udev's part while it runs: partitions the OS creates get their nodes and database entries. The
@@ -182,6 +166,7 @@ export class NspawnDriver implements MachineDriver {
   }
 
   private async cleanUp(): Promise<void> {
+    removeServerCgroups((ns) => ns === this.hw.netns);
     await removeRoot(this.bootDir(), join(this.bootDir(), 'root'));
     for (const disk of this.hw.disks) await detachDisk(disk.path);
   }
