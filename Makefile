@@ -107,7 +107,7 @@ test-reliability: deps node base-artifacts-tiny
 bench: deps build base-artifacts-tiny
 	node --expose-gc bench/run.mjs
 
-# The orchestrator at fleet size on simulated servers (bench/README.md "Fleet"): about 40 minutes.
+# The orchestrator at fleet size on simulated servers (bench/README.md "Fleet"): about 30 minutes.
 .PHONY: bench-fleet
 bench-fleet: deps build base-artifacts
 	node bench/fleet.mjs

@@ -4,7 +4,7 @@
 // Measured for each run: wall time, per-server p50/p95 (from the run's event file), failures, and CPU
 // seconds per server of the service, of Ansible (ansible-playbook and every process it started) and of
 // the simulated servers (their BMCs, firmware work and containers); the service's peak RSS.
-// Writes bench/results-fleet.json and prints a table. Not part of CI (about 40 minutes on two cores).
+// Writes bench/results-fleet.json and prints a table. Not part of CI (about 30 minutes on two cores).
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
