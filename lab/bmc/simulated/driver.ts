@@ -3,9 +3,9 @@
 // At power-on the "firmware" reads the artifact from the service as a real one would (fetch.ts), the
 // container gets exactly that artifact's overlay on the lab's shared base (rootfs.ts), and its disks,
 // udev entries and identity (devices.ts). What it cannot cover (firmware, kernel, drivers): lab/README.md.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BootPlan, MachineDriver, StopReason } from '../machine/types.js';
@@ -95,7 +95,7 @@ export class NspawnDriver implements MachineDriver {
     const dir = this.bootDir();
     await removeRoot(dir, join(dir, 'root'));
     const artifact = join(dir, 'artifact');
-    await run('mkdir', ['-p', dir]);
+    await mkdir(dir, { recursive: true });
     // Cables pulled during the last run are plugged in again, as for QEMU's NICs.
     for (const nic of this.hw.nics) await run('ip', ['link', 'set', nic.tap, 'up']);
     const link = { mbps: this.hw.linkMbps, signal };
@@ -106,7 +106,7 @@ export class NspawnDriver implements MachineDriver {
     const disk = plan.device === 'hdd' || plan.device === 'default' ? await this.bootableDisk() : undefined;
     if (disk) {
       this.console(`booting from the disk ${disk.serial} (${disk.partition})`);
-      await run('mkdir', ['-p', root]);
+      await mkdir(root, { recursive: true });
       await run('mount', [disk.partition, root]);
     } else {
       if (plan.device === 'http' && plan.httpBootUri) {
@@ -122,7 +122,7 @@ export class NspawnDriver implements MachineDriver {
       this.log('simulated artifact read', { ms: Date.now() - started, initrdBytes: image.initrd.size });
       const upper = join(dir, 'upper');
       await unpackOverlay(artifact, image.initrd, this.hw.base, upper);
-      await run('rm', ['-f', artifact]); // unpacked: the RAM copy a firmware keeps is not needed
+      await rm(artifact, { force: true }); // unpacked: the RAM copy a firmware keeps is not needed
       await mountRoot(this.hw.base.lowerDir, upper, join(dir, 'work'), root);
       // The UKI's command line goes to PID 1 (systemd reads its kernel options there in a container).
       cmdline = image.cmdline.split(/\s+/).filter(Boolean);

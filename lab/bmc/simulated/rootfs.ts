@@ -1,13 +1,12 @@
 // A simulated server's root: the base initramfs unpacked once for the whole lab (overlayfs' lower
 // directory, shared by every container), and per boot an upper directory holding exactly the overlay
 // the artifact carries after the base (its cloud-init seed, keys, checkin settings).
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
